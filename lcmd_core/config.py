@@ -1,0 +1,250 @@
+"""Run configuration: pydantic models (unknown keys are errors), presets and dotted overrides."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A configuration value, file or override is invalid; the message is for the user."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """The denoiser and the token embeddings."""
+
+    size: Literal["tiny", "S", "B", "L"] = "tiny"
+    width: int | None = Field(None, gt=0, description="overrides the size's width")
+    depth: int | None = Field(None, gt=0, description="overrides the size's depth")
+    heads: int | None = Field(None, gt=0, description="overrides the size's heads")
+    mlp_ratio: float = Field(4.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    embed_dim: int = Field(64, gt=0, description="D, the token embedding width")
+    embed_norm: Literal["none", "l2", "l2_scaled"] = "none"
+    freeze_embeddings: bool = False
+    pos_encoding: Literal["learned", "sincos"] = "sincos"
+    output_prior: bool = True
+    self_condition: bool = False
+    attention: Literal["auto", "xformers", "sdpa", "math"] = "auto"
+
+
+class DiffusionConfig(_Strict):
+    """Schedule and objective (DESIGN §4, SPEC §1–4)."""
+
+    shift: float = 0.0
+    logsnr_min: float = -15.0
+    logsnr_max: float = 15.0
+    loss: Literal["lcmd", "ce_only"] = "lcmd"
+    w_diff: float = Field(1.0, ge=0)
+    w_rec: float = Field(1.0, ge=0)
+    w_prior: float = Field(1.0, ge=0)
+    cm_weight: float = Field(1.0, ge=0)
+    cm_target: Literal["same_noise", "ddim"] = "same_noise"
+    cm_pairs: Literal["uniform", "delta"] = "uniform"
+    cm_delta: float = Field(0.1, gt=0, le=1)
+    drop_prob: float = Field(0.1, ge=0, lt=1, description="m_RD, random dropping")
+    rec_fraction: float = Field(0.125, gt=0, le=1, description="share of the batch put at t_min")
+    label_dropout: float = Field(0.1, ge=0, le=1)
+    self_cond_prob: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> DiffusionConfig:
+        if self.logsnr_min >= self.logsnr_max:
+            raise ValueError("logsnr_min must be below logsnr_max")
+        return self
+
+
+class OptimConfig(_Strict):
+    """AdamW with a separate embedding group, warm-up then cosine decay."""
+
+    lr: float = Field(3e-4, gt=0)
+    embed_lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = Field(100, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    grad_clip: float = Field(1.0, gt=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+
+
+class DataConfig(_Strict):
+    """Which plugin, data set and codec feed the run."""
+
+    plugin: str = ""
+    dataset: str | None = None
+    data_root: str | None = None
+    codec: str | None = None
+    codec_options: dict[str, Any] = Field(default_factory=dict)
+    shards: str | None = Field(None, description="token shard directory; default: inside the run")
+    num_workers: int = Field(0, ge=0)
+
+
+class TrainConfig(_Strict):
+    """Loop length, batch, logging and checkpoint cadence."""
+
+    max_steps: int = Field(1000, gt=0)
+    global_batch_size: int = Field(64, gt=0)
+    micro_batch_size: int | None = Field(None, gt=0, description="per device; default: all")
+    seed: int = 0
+    log_every: int = Field(10, gt=0)
+    checkpoint_every: int = Field(500, gt=0)
+    sample_every: int = Field(0, ge=0, description="0: previews only at the end")
+    eval_every: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
+
+
+class SampleConfig(_Strict):
+    """Defaults for `lcmd sample` and previews."""
+
+    num_samples: int = Field(16, gt=0)
+    steps: int = Field(100, gt=0)
+    sampler: Literal["ancestral", "ddim"] = "ancestral"
+    guidance: float = Field(1.0, ge=0)
+    temperature: float = Field(0.0, ge=0, description="0: argmax readout")
+    use_ema: bool = True
+
+
+class RunConfig(_Strict):
+    """Everything a run needs; saved resolved as `config.json` in the run directory."""
+
+    version: int = CONFIG_VERSION
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+
+    @model_validator(mode="after")
+    def _version(self) -> RunConfig:
+        if self.version > CONFIG_VERSION:
+            raise ValueError(
+                f"config version {self.version} is newer than this lcmd ({CONFIG_VERSION}); "
+                "upgrade lcmd-core"
+            )
+        return self
+
+
+def _error_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    return f"{where}: {first['msg']}"
+
+
+def validate_config(data: dict[str, Any]) -> RunConfig:
+    """Build a RunConfig from a nested dict, turning validation errors into one ConfigError line."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_error_line(err)) from None
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Return `base` with `update` merged in recursively (dicts merge, other values replace)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse `a.b=value` into (["a", "b"], value); the value is read as YAML (numbers, lists)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. optim.lr=1e-3")
+    parts = key.split(".")
+    if any(not p.isidentifier() for p in parts):
+        raise ConfigError(f"--set {text!r}: {key!r} is not a dotted name like train.max_steps")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        value = raw.strip()
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `--set a.b=value` strings to a nested config dict; unknown keys are errors."""
+    schema = RunConfig.model_json_schema()
+    for text in overrides:
+        parts, value = parse_override(text)
+        _check_key(schema, parts, text)
+        nested: dict[str, Any] = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        data = deep_merge(data, nested)
+    return data
+
+
+def _check_key(schema: dict[str, Any], parts: list[str], text: str) -> None:
+    node = schema
+    for i, part in enumerate(parts):
+        props = node.get("properties", {})
+        if part not in props:
+            where = ".".join(parts[:i]) or "the config"
+            known = ", ".join(sorted(props)) or "nothing"
+            raise ConfigError(f"--set {text!r}: no key {part!r} in {where} (known: {known})")
+        node = props[part]
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML, TOML or JSON config file into a nested dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(
+            f"--config {path}: not valid {path.suffix.lstrip('.') or 'YAML'} ({err})".splitlines()[
+                0
+            ]
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"--config {path}: expected a mapping of sections, got {type(data).__name__}"
+        )
+    return data
+
+
+def resolve_config(
+    *,
+    preset: dict[str, Any] | None = None,
+    file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Defaults ← preset ← config file ← `--set` overrides, validated once at the end."""
+    data: dict[str, Any] = dict(base or {})
+    if preset:
+        data = deep_merge(data, preset)
+    if file is not None:
+        data = deep_merge(data, load_config_file(file))
+    data = apply_overrides(data, list(overrides or []))
+    return validate_config(data)

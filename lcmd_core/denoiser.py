@@ -1,0 +1,195 @@
+"""DiT-style transformer f_θ(z_t, λ_t, c) → logits over the vocabulary at every position."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from .attention import attention, resolve_backend
+
+
+@dataclass(frozen=True)
+class Size:
+    """Width, depth and heads of a named denoiser size."""
+
+    width: int
+    depth: int
+    heads: int
+
+
+SIZES: dict[str, Size] = {
+    "tiny": Size(width=128, depth=4, heads=4),
+    "S": Size(width=384, depth=12, heads=6),
+    "B": Size(width=768, depth=12, heads=12),
+    "L": Size(width=1024, depth=24, heads=16),
+}
+
+
+def sincos_1d(positions: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features of float positions[N] → [N, dim] (dim even)."""
+    half = dim // 2
+    steps = torch.arange(half, dtype=torch.float64, device=positions.device)
+    freqs = torch.exp(-math.log(10000.0) * steps / half)
+    angles = positions.double()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).float()
+
+
+def sincos_positions(token_shape: tuple[int, ...], dim: int) -> Tensor:
+    """Fixed positional encodings for a 1-D sequence or an N-D grid → [prod(shape), dim].
+
+    For grids the width is split evenly across axes (DiT's 2-D sin-cos for images); any
+    remainder of channels stays zero.
+    """
+    axes = len(token_shape)
+    per_axis = (dim // axes) // 2 * 2
+    grids = torch.meshgrid(*[torch.arange(n) for n in token_shape], indexing="ij")
+    parts = [sincos_1d(g.reshape(-1), per_axis) for g in grids]
+    out = torch.zeros(math.prod(token_shape), dim)
+    out[:, : per_axis * axes] = torch.cat(parts, dim=-1)
+    return out
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN modulation: x[B, L, W] * (1 + scale[B, W]) + shift[B, W]."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero conditioning (DiT)."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, width),
+        )
+        self.drop = nn.Dropout(dropout)
+        # adaLN-Zero: the conditioning produces shift/scale/gate for both sub-layers; zero init
+        # makes every block the identity at initialisation.
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x: Tensor, cond: Tensor, backend: str) -> Tensor:
+        """x: [B, L, W], cond: [B, W] → [B, L, W]."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond).chunk(6, dim=-1)
+        h = modulate(self.norm1(x), shift1, scale1)
+        q, k, v = rearrange(self.qkv(h), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        h = rearrange(attention(q, k, v, backend), "b h l d -> b l (h d)")
+        x = x + gate1[:, None] * self.drop(self.proj(h))
+        h = modulate(self.norm2(x), shift2, scale2)
+        return x + gate2[:, None] * self.mlp(h)
+
+
+class Denoiser(nn.Module):
+    """Transformer over L positions: (z_t[B, L, D], λ[B], class[B]) → network logits[B, L, K].
+
+    The input is rescaled to unit variance, projected to the model width, given positional
+    encodings (learned, or fixed sin-cos on the codec's token grid) and conditioned through
+    adaLN-Zero on a sinusoidal embedding of λ plus a class embedding whose last row is the null
+    class used for classifier-free guidance. The output layer starts at zero, so at
+    initialisation the logits are exactly the Bayes readout the caller adds (`LCMD.denoise`).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        token_shape: tuple[int, ...],
+        *,
+        num_classes: int = 0,
+        size: str = "tiny",
+        width: int | None = None,
+        depth: int | None = None,
+        heads: int | None = None,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        pos_encoding: str = "sincos",
+        self_condition: bool = False,
+        attention_backend: str = "auto",
+    ):
+        super().__init__()
+        if size not in SIZES:
+            raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+        base = SIZES[size]
+        width, depth, heads = width or base.width, depth or base.depth, heads or base.heads
+        if width % heads:
+            raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
+        self.width, self.depth, self.heads = width, depth, heads
+        self.num_classes = num_classes
+        self.self_condition = self_condition
+        self.attention_backend = attention_backend
+        seq_len = math.prod(token_shape)
+        in_dim = embed_dim * (2 if self_condition else 1)
+        self.in_proj = nn.Linear(in_dim, width)
+        if pos_encoding == "learned":
+            self.pos = nn.Parameter(torch.randn(seq_len, width) * 0.02)
+        elif pos_encoding == "sincos":
+            self.register_buffer("pos", sincos_positions(token_shape, width), persistent=False)
+        else:
+            raise ValueError(f"pos_encoding must be learned or sincos, got {pos_encoding!r}")
+        self.time_mlp = nn.Sequential(nn.Linear(256, width), nn.SiLU(), nn.Linear(width, width))
+        self.class_embed = nn.Embedding(num_classes + 1, width) if num_classes else None
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, vocab_size)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            nn.init.zeros_(block.ada[1].weight)
+            nn.init.zeros_(block.ada[1].bias)
+        for layer in (self.final_ada[1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        if self.class_embed is not None:
+            nn.init.normal_(self.class_embed.weight, std=0.02)
+
+    @property
+    def null_class(self) -> int:
+        """Label id of the unconditional (null) class."""
+        return self.num_classes
+
+    def backend_for(self, device: torch.device) -> str:
+        """The attention backend this model uses on `device`."""
+        return resolve_backend(self.attention_backend, device)
+
+    def forward(
+        self,
+        z: Tensor,
+        log_snr: Tensor,
+        labels: Tensor | None = None,
+        self_cond: Tensor | None = None,
+    ) -> Tensor:
+        """z: [B, L, D] (already input-scaled), log_snr: [B], labels: [B] → logits [B, L, K]."""
+        if self.self_condition:
+            z = torch.cat([z, self_cond if self_cond is not None else torch.zeros_like(z)], -1)
+        x = self.in_proj(z) + self.pos.to(z.dtype)
+        # λ spans about [-20, 20]; a fixed rescale keeps the sinusoid frequencies useful.
+        cond = self.time_mlp(sincos_1d(log_snr.float() * 25.0, 256).to(z))
+        if self.class_embed is not None:
+            if labels is None:
+                labels = torch.full_like(log_snr, self.null_class, dtype=torch.long)
+            cond = cond + self.class_embed(labels)
+        backend = self.backend_for(z.device)
+        for block in self.blocks:
+            x = block(x, cond, backend)
+        shift, scale = self.final_ada(cond).chunk(2, dim=-1)
+        return self.out(modulate(self.final_norm(x), shift, scale))

@@ -1,0 +1,90 @@
+"""Learnable token embeddings Ψ (K×D), the mask vector for random dropping, collapse diagnostics."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+EmbedNorm = Literal["none", "l2", "l2_scaled"]
+
+
+class TokenEmbedding(nn.Module):
+    """Ψ ∈ R^{K×D} with optional row normalisation and a learned mask vector.
+
+    Rows start as N(0, 1/D) (norm ≈ 1). `norm="l2"` renormalises rows to unit norm on every use,
+    `"l2_scaled"` to norm √D (unit per-dimension scale); `frozen=True` keeps the random table fixed
+    (the "fixed embeddings" baseline). The mask vector always learns.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        *,
+        norm: EmbedNorm = "none",
+        frozen: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if norm not in ("none", "l2", "l2_scaled"):
+            raise ValueError(f"embed_norm must be none, l2 or l2_scaled, got {norm!r}")
+        self.vocab_size = vocab_size
+        self.dim = dim
+        self.norm = norm
+        table = torch.randn(vocab_size, dim, generator=generator) / math.sqrt(dim)
+        self.table = nn.Parameter(table, requires_grad=not frozen)
+        self.mask_vector = nn.Parameter(torch.randn(dim, generator=generator) / math.sqrt(dim))
+
+    @property
+    def weight(self) -> Tensor:
+        """The effective table E: FloatTensor[K, D] (normalised if configured)."""
+        if self.norm == "none":
+            return self.table
+        unit = F.normalize(self.table, dim=-1)
+        return unit * math.sqrt(self.dim) if self.norm == "l2_scaled" else unit
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: LongTensor[B, L] → FloatTensor[B, L, D]."""
+        return F.embedding(tokens, self.weight)
+
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, float]:
+        """Collapse diagnostics of the table (see `collapse_diagnostics`)."""
+        return collapse_diagnostics(self.weight.detach().float())
+
+
+def collapse_diagnostics(table: Tensor) -> dict[str, float]:
+    """Spread of an embedding table E: FloatTensor[K, D].
+
+    Returns mean pairwise Euclidean and cosine distance, trace of the covariance across rows,
+    effective rank (exp of the entropy of the normalised singular values of the centred table)
+    and mean nearest-neighbour distance. Collapse drives all of them toward 0 (rank toward 1).
+    """
+    table = table.double()
+    k = table.shape[0]
+    dist = torch.cdist(table, table)
+    off = ~torch.eye(k, dtype=torch.bool, device=table.device)
+    unit = F.normalize(table, dim=-1)
+    cos_dist = 1.0 - unit @ unit.T
+    centred = table - table.mean(0, keepdim=True)
+    singular = torch.linalg.svdvals(centred)
+    total = singular.sum()
+    if total > 0:
+        p = singular / total
+        p = p[p > 0]
+        eff_rank = float(torch.exp(-(p * p.log()).sum()))
+    else:
+        eff_rank = 0.0
+    nn_dist = dist.masked_fill(~off, float("inf")).min(dim=1).values
+    return {
+        "mean_pairwise_dist": float(dist[off].mean()),
+        "mean_cosine_dist": float(cos_dist[off].mean()),
+        "cov_trace": float(centred.pow(2).sum() / max(k - 1, 1)),
+        "effective_rank": eff_rank,
+        "mean_nn_dist": float(nn_dist.mean()),
+        "mean_norm": float(table.norm(dim=-1).mean()),
+    }

@@ -1,0 +1,133 @@
+"""Ancestral (VDM posterior) and DDIM samplers with classifier-free guidance and known tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .schedule import ShiftedCosineSchedule
+
+# denoise(z[B, L, D], log_snr[B], labels[B] | None, self_cond[B, L, D] | None) -> logits[B, L, K]
+DenoiseFn = Callable[[Tensor, Tensor, Tensor | None, Tensor | None], Tensor]
+SAMPLERS = ("ancestral", "ddim")
+
+
+class Sampler:
+    """Runs N denoising steps from z_1 ~ N(0, I) down to t = 0, then reads tokens out.
+
+    One step from t to s < t uses x̂ = softmax(ℓ) E and ε̂ = (z_t − α_t x̂)/σ_t:
+    ancestral  z_s = (α_s/α_t)(z_t − σ_t c ε̂) + σ_s √c ξ  with c = 1 − SNR(t)/SNR(s) ∈ (0, 1];
+    DDIM       z_s = α_s x̂ + σ_s ε̂.
+    Guidance mixes logits, ℓ = ℓ_u + w (ℓ_c − ℓ_u), with both halves in one batched call.
+    """
+
+    def __init__(
+        self,
+        schedule: ShiftedCosineSchedule,
+        *,
+        kind: Literal["ancestral", "ddim"] = "ancestral",
+        steps: int = 100,
+        guidance: float = 1.0,
+        temperature: float = 0.0,
+    ):
+        if kind not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        if guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {guidance}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
+        self.schedule = schedule
+        self.kind = kind
+        self.steps = steps
+        self.guidance = guidance
+        self.temperature = temperature
+
+    def guided_logits(
+        self,
+        denoise: DenoiseFn,
+        z: Tensor,
+        log_snr: Tensor,
+        labels: Tensor | None,
+        null_label: int | None,
+        self_cond: Tensor | None,
+    ) -> Tensor:
+        """Logits at z, with classifier-free guidance when labels are given and w ≠ 1."""
+        if labels is None or self.guidance == 1.0:
+            return denoise(z, log_snr, labels, self_cond)
+        if null_label is None:
+            raise ValueError("guidance needs a class-conditional model (num_classes > 0)")
+        both = denoise(
+            torch.cat([z, z]),
+            torch.cat([log_snr, log_snr]),
+            torch.cat([labels, torch.full_like(labels, null_label)]),
+            None if self_cond is None else torch.cat([self_cond, self_cond]),
+        )
+        cond, uncond = both.chunk(2)
+        return uncond + self.guidance * (cond - uncond)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        denoise: DenoiseFn,
+        table: Tensor,
+        num_samples: int,
+        seq_len: int,
+        *,
+        labels: Tensor | None = None,
+        null_label: int | None = None,
+        known: Tensor | None = None,
+        self_condition: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw LongTensor[num_samples, seq_len] tokens.
+
+        table: FloatTensor[K, D] embeddings; known: LongTensor[num_samples, seq_len] with the
+        token to keep at known positions and −1 elsewhere (prefixes, inpainting); known positions
+        are re-noised from their true embeddings at every step and returned unchanged.
+        """
+        device, dtype = table.device, table.dtype
+        shape = (num_samples, seq_len, table.shape[1])
+        known_mask = None if known is None else known >= 0
+        known_embeds = None if known is None else table[known.clamp_min(0)]
+        times = torch.linspace(1.0, 0.0, self.steps + 1, dtype=torch.float64, device=device)
+        log_snrs = self.schedule.log_snr(times).to(torch.float64)
+        alphas, sigmas = self.schedule.alpha_sigma(times)
+
+        z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        x_hat = torch.zeros_like(z) if self_condition else None
+        for i in range(self.steps):
+            a_t, s_t = alphas[i].to(dtype), sigmas[i].to(dtype)
+            a_s, s_s = alphas[i + 1].to(dtype), sigmas[i + 1].to(dtype)
+            if known_mask is not None:
+                noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                z = torch.where(known_mask[..., None], a_t * known_embeds + s_t * noise, z)
+            lam = log_snrs[i].expand(num_samples).to(dtype)
+            logits = self.guided_logits(denoise, z, lam, labels, null_label, x_hat)
+            x_hat = logits.float().softmax(-1).to(dtype) @ table
+            eps_hat = (z - a_t * x_hat) / s_t
+            if self.kind == "ddim":
+                z = a_s * x_hat + s_s * eps_hat
+            else:
+                c = -torch.expm1(log_snrs[i] - log_snrs[i + 1]).to(dtype)
+                xi = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                z = (a_s / a_t) * (z - s_t * c * eps_hat) + s_s * c.sqrt() * xi
+            if not self_condition:
+                x_hat = None
+
+        if known_mask is not None:
+            z = torch.where(known_mask[..., None], alphas[-1].to(dtype) * known_embeds, z)
+        lam = log_snrs[-1].expand(num_samples).to(dtype)
+        logits = self.guided_logits(denoise, z, lam, labels, null_label, x_hat).float()
+        if self.temperature > 0:
+            probs = (logits / self.temperature).softmax(-1).flatten(0, 1)
+            tokens = torch.multinomial(probs, 1, generator=generator).view(num_samples, seq_len)
+        else:
+            tokens = logits.argmax(-1)
+        if known_mask is not None:
+            tokens = torch.where(known_mask, known, tokens)
+        return tokens

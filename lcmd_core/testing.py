@@ -1,0 +1,139 @@
+"""Conformance tests every codec passes; plugin authors subclass `CodecConformance` (needs pytest).
+
+```python
+class TestCharsCodec(CodecConformance):
+    def new_codec(self):
+        return CharsCodec()
+
+    def sample_items(self):
+        return ["LATIN SMALL LETTER A", "DIGIT ONE"]
+```
+
+`make_codec` fits `new_codec()` on `sample_items()` when the codec needs fitting, once per
+test; override it to fit on more data (cache an expensive fit yourself). Lossy codecs set
+`exact_round_trip = False` and a `round_trip_tolerance`, or override `assert_items_equal`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from lcmd_core.codec import Codec, TokenSpec
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    if hasattr(a, "__array__") or hasattr(b, "__array__"):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    return bool(a == b)
+
+
+def _as_float_array(item: Any) -> np.ndarray:
+    if isinstance(item, torch.Tensor):
+        item = item.detach().cpu().numpy()
+    return np.asarray(item, dtype=np.float64)
+
+
+class CodecConformance:
+    """Base class of a codec's conformance tests; subclasses named `Test*` are collected."""
+
+    exact_round_trip: bool = True
+    round_trip_tolerance: float = 0.0
+    """With `exact_round_trip = False`: the largest mean absolute difference allowed between a
+    decoded item and its original, both read as float arrays."""
+
+    def new_codec(self) -> Codec:
+        """A codec as the plugin's factory makes it (unfitted); `load` restores state into it."""
+        raise NotImplementedError(f"{type(self).__name__} must define new_codec()")
+
+    def sample_items(self) -> list[Any]:
+        """A handful of items of the modality (more than one, not all alike)."""
+        raise NotImplementedError(f"{type(self).__name__} must define sample_items()")
+
+    def make_codec(self) -> Codec:
+        """The codec under test, fitted if it needs fitting."""
+        codec = self.new_codec()
+        if codec.needs_fit:
+            codec.fit(self.sample_items())
+        return codec
+
+    def assert_items_equal(self, decoded: list[Any], items: list[Any]) -> None:
+        """Fail unless the decoded items match the originals (exactly, or within tolerance)."""
+        assert len(decoded) == len(items), f"decoded {len(decoded)} items from {len(items)}"
+        for i, (got, want) in enumerate(zip(decoded, items, strict=True)):
+            if self.exact_round_trip:
+                assert _same(got, want), f"item {i}: decoded {got!r} != original {want!r}"
+            else:
+                error = float(np.mean(np.abs(_as_float_array(got) - _as_float_array(want))))
+                assert error <= self.round_trip_tolerance, (
+                    f"item {i}: mean absolute error {error:.4g} > {self.round_trip_tolerance}"
+                )
+
+    @pytest.fixture
+    def codec(self) -> Codec:
+        return self.make_codec()
+
+    @pytest.fixture
+    def items(self) -> list[Any]:
+        items = list(self.sample_items())
+        assert len(items) >= 2, "sample_items() must return at least two items"
+        return items
+
+    def test_token_spec_is_valid(self, codec: Codec) -> None:
+        spec = codec.token_spec
+        assert isinstance(spec, TokenSpec)
+        assert isinstance(codec.name, str) and codec.name
+        assert isinstance(codec.needs_fit, bool)
+        assert spec.vocab_size >= 2
+        assert spec.seq_len == int(np.prod(spec.token_shape)) >= 1
+        assert isinstance(spec.fingerprint, str) and spec.fingerprint
+        assert spec.num_classes >= 0
+        assert not spec.class_names or len(spec.class_names) == spec.num_classes
+        assert TokenSpec.from_json(spec.to_json()) == spec
+
+    def test_encode_shape_and_dtype(self, codec: Codec, items: list[Any]) -> None:
+        tokens = codec.encode(items)
+        assert isinstance(tokens, torch.Tensor)
+        assert tokens.dtype == torch.int64
+        assert tuple(tokens.shape) == (len(items), codec.token_spec.seq_len)
+
+    def test_tokens_within_vocab(self, codec: Codec, items: list[Any]) -> None:
+        tokens = codec.encode(items)
+        assert int(tokens.min()) >= 0
+        assert int(tokens.max()) < codec.token_spec.vocab_size
+
+    def test_round_trip(self, codec: Codec, items: list[Any]) -> None:
+        self.assert_items_equal(codec.decode(codec.encode(items)), items)
+
+    def test_encode_is_deterministic(self, codec: Codec, items: list[Any]) -> None:
+        assert torch.equal(codec.encode(items), codec.encode(items))
+
+    def test_encoding_is_batch_size_invariant(self, codec: Codec, items: list[Any]) -> None:
+        one_by_one = torch.cat([codec.encode([item]) for item in items])
+        assert torch.equal(one_by_one, codec.encode(items))
+
+    def test_save_load_restores_codec(self, codec: Codec, items: list[Any], tmp_path: Path) -> None:
+        directory = tmp_path / "codec"
+        directory.mkdir()
+        codec.save(directory)
+        restored = self.new_codec()
+        restored.load(directory)
+        assert restored.name == codec.name
+        assert restored.token_spec == codec.token_spec
+        assert torch.equal(restored.encode(items), codec.encode(items))
+
+    def test_write_creates_files(self, codec: Codec, items: list[Any], tmp_path: Path) -> None:
+        decoded = codec.decode(codec.encode(items))
+        paths = codec.write(decoded, tmp_path)
+        assert paths, "write() returned no paths"
+        for path in paths:
+            path = Path(path)
+            assert path.is_file(), f"write() returned {path}, which is not a file"
+            assert path.stat().st_size > 0, f"write() left {path} empty"
+            assert path.resolve().is_relative_to(tmp_path.resolve())

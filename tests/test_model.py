@@ -1,0 +1,183 @@
+"""LCMD end to end: input checks, loss terms, and that a tiny model really learns."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lcmd_core import EMA, LCMD
+
+TINY = {"width": 32, "depth": 1, "heads": 2, "embed_dim": 8}
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    vocab=st.integers(2, 40),
+    length=st.integers(1, 12),
+    batch=st.integers(1, 5),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    tok_dtype=st.sampled_from([torch.int64, torch.int32, torch.uint8]),
+    loss=st.sampled_from(["lcmd", "ce_only"]),
+    training=st.booleans(),
+)
+def test_loss_terms_finite_and_non_negative(vocab, length, batch, dtype, tok_dtype, loss, training):
+    torch.manual_seed(vocab * 31 + length)
+    model = LCMD(vocab, length, loss=loss, drop_prob=0.3, **TINY).to(dtype).train(training)
+    tokens = torch.randint(0, min(vocab, 255), (batch, length)).to(tok_dtype)
+    out = model.loss(tokens)
+    for key in ("total", "diffusion", "reconstruction", "prior", "consistency", "dropped_ce"):
+        assert torch.isfinite(out[key]), key
+        assert out[key] >= -1e-6, key
+    assert torch.isfinite(out["bits_per_token"])
+    out["total"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_initial_loss_is_moderate_thanks_to_bayes_readout():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 256, (16, 49))
+    with_readout = LCMD(256, 49, **TINY).loss(tokens)["total"]
+    without = LCMD(256, 49, output_prior=False, **TINY).loss(tokens)["total"]
+    assert with_readout < 50 < without
+
+
+def test_eval_mode_has_no_dropping_and_no_cm():
+    torch.manual_seed(0)
+    model = LCMD(10, 8, drop_prob=0.5, **TINY).eval()
+    out = model.loss(torch.randint(0, 10, (4, 8)))
+    assert out["dropped_ce"] == 0 and out["consistency"] == 0
+    assert model.elbo(torch.randint(0, 10, (4, 8))).shape == (4,)
+
+
+@pytest.mark.parametrize("target", ["same_noise", "ddim"])
+@pytest.mark.parametrize("pairs", ["uniform", "delta"])
+def test_cm_variants_give_positive_consistency(target, pairs):
+    torch.manual_seed(0)
+    model = LCMD(10, 8, cm_target=target, cm_pairs=pairs, **TINY)
+    with torch.no_grad():
+        for p in model.denoiser.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    assert model.loss(torch.randint(0, 10, (6, 8)))["consistency"] > 0
+
+
+@pytest.mark.parametrize(
+    ("tokens", "match"),
+    [
+        (torch.zeros(2, 8), "integer tensor"),
+        (torch.zeros(2, 7, dtype=torch.long), r"shape \[B, 8\]"),
+        (torch.zeros(8, dtype=torch.long), r"shape \[B, 8\]"),
+        (torch.full((2, 8), 10), r"\[0, 10\)"),
+        (torch.full((2, 8), -1), r"\[0, 10\)"),
+        (torch.zeros(2, 8, dtype=torch.bool), "integer tensor"),
+    ],
+)
+def test_bad_tokens_rejected(tokens, match):
+    with pytest.raises(ValueError, match=match):
+        LCMD(10, 8, **TINY).loss(tokens)
+
+
+def test_bad_labels_and_guidance_rejected():
+    uncond = LCMD(10, 8, **TINY)
+    tokens = torch.zeros(2, 8, dtype=torch.long)
+    with pytest.raises(ValueError, match="unconditional"):
+        uncond.loss(tokens, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="guidance"):
+        uncond.sample(2, steps=2, guidance=2.0)
+    cond = LCMD(10, 8, num_classes=3, **TINY)
+    with pytest.raises(ValueError, match=r"LongTensor\[2\]"):
+        cond.loss(tokens, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        cond.loss(tokens, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="needs labels"):
+        cond.sample(2, steps=2, guidance=2.0)
+    with pytest.raises(ValueError, match="known"):
+        cond.sample(2, steps=2, known=torch.zeros(2, 7, dtype=torch.long))
+
+
+def test_unknown_or_invalid_options_rejected():
+    with pytest.raises(ValueError, match="unknown LCMD option 'widht'"):
+        LCMD(10, 8, widht=3)
+    with pytest.raises(ValueError, match="drop_prob"):
+        LCMD(10, 8, drop_prob=1.5)
+    with pytest.raises(ValueError, match="divisible"):
+        LCMD(10, 8, width=30, heads=4)
+
+
+def test_hparams_rebuild_the_same_model():
+    model = LCMD(10, 12, num_classes=2, token_shape=(3, 4), shift=-1.0, **TINY)
+    clone = LCMD(**model.hparams())
+    clone.load_state_dict(model.state_dict())
+    assert clone.hparams() == model.hparams()
+
+
+def test_param_groups_separate_embeddings():
+    model = LCMD(10, 8, **TINY)
+    groups = {g["name"]: g for g in model.param_groups(1e-3, 1e-2, 0.1)}
+    assert groups["embeddings"]["lr"] == 1e-2 and groups["embeddings"]["weight_decay"] == 0
+    assert {id(p) for p in groups["embeddings"]["params"]} == {
+        id(model.embedding.table),
+        id(model.embedding.mask_vector),
+    }
+    total = sum(len(g["params"]) for g in groups.values())
+    assert total == len(list(model.parameters()))
+
+
+def test_ema_warms_up_then_follows_decay():
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    assert torch.allclose(
+        ema.module.weight, 0.1 * ema.module.weight.new_ones(2, 2) + 0.9 * torch.ones(2, 2), atol=1.0
+    )
+    ema.num_updates = 10**6
+    assert ema.current_decay() == 0.999
+
+
+# ---------------------------------------------------------------------------- it learns
+K, L, N_SEQ = 16, 16, 4
+
+
+def train_toy(steps: int, collapse: bool = False, **kw) -> tuple[LCMD, torch.Tensor, dict]:
+    torch.manual_seed(0)
+    data = torch.randint(0, K, (N_SEQ, L), generator=torch.Generator().manual_seed(1))
+    model = LCMD(K, L, width=64, depth=2, heads=2, embed_dim=16, freeze_embeddings=collapse, **kw)
+    if collapse:
+        with torch.no_grad():
+            model.embedding.table.copy_(model.embedding.table[:1].expand(K, -1))
+    opt = torch.optim.AdamW(model.param_groups(1e-3, 1e-2, 0.0))
+    ema = EMA(model, 0.99)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(steps):
+        batch = data[torch.randint(0, N_SEQ, (32,), generator=gen)]
+        loss = model.loss(batch)["total"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema.update(model)
+    trained = ema.module
+    samples = trained.sample(32, steps=50, seed=0)
+    match = (samples[:, None, :] == data[None]).all(-1).any(-1).float().mean()
+    with torch.no_grad():
+        t0 = torch.zeros(N_SEQ, dtype=torch.float64)
+        alpha, sigma = trained.schedule.alpha_sigma(t0)
+        z0 = alpha[:, None, None] * trained.embedding(data) + sigma[:, None, None] * torch.randn(
+            N_SEQ, L, 16
+        )
+        acc = (trained.denoise(z0, trained.schedule.log_snr(t0)).argmax(-1) == data).float().mean()
+    return trained, data, {"match": float(match), "acc_t0": float(acc)}
+
+
+def test_tiny_model_learns_toy_sequences():
+    _, _, stats = train_toy(1000)
+    assert stats["acc_t0"] > 0.99
+    assert stats["match"] >= 0.8
+
+
+def test_collapsed_embeddings_cannot_learn():
+    _, _, stats = train_toy(300, collapse=True)
+    assert stats["acc_t0"] < 0.6
+    assert stats["match"] < 0.2
