@@ -100,7 +100,8 @@ class TrainConfig(_Strict):
     log_every: int = Field(10, gt=0)
     checkpoint_every: int = Field(500, gt=0)
     sample_every: int = Field(0, ge=0, description="0: previews only at the end")
-    eval_every: int = Field(0, ge=0)
+    keep_checkpoints: int = Field(3, ge=1, description="newest checkpoints kept on disk")
+    max_nonfinite_steps: int = Field(10, ge=0, description="NaN/Inf steps skipped before stopping")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False

@@ -18,6 +18,7 @@ from .sampler import Sampler
 from .schedule import ShiftedCosineSchedule, alpha_sigma_from_log_snr
 
 LOSS_KEYS = (
+    "acc_t0",
     "total",
     "diffusion",
     "reconstruction",
@@ -304,6 +305,7 @@ class LCMD(nn.Module):
             "prior": prior * per_tok,
             "consistency": consistency * per_tok,
             "dropped_ce": dropped_ce * per_tok,
+            "acc_t0": (logits[b:].detach().argmax(-1) == tokens[:n_rec]).float().mean(-1),
         }
         if n_rec == b:
             terms["bits_per_token"] = obj.bits(diffusion + reconstruction + prior, length)

@@ -1,0 +1,115 @@
+"""Fit a plugin's codec once and encode its data set into token shards (`lcmd prepare`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .codec import Codec, TokenSpec
+from .config import DataConfig
+from .plugins import DatasetInfo, Plugin
+from .shards import ShardError, check_compatible, read_index, write_shards
+
+CODEC_MARKER = "codec.json"
+ENCODE_BATCH = 4096
+
+
+@dataclass
+class Prepared:
+    """A fitted codec, the token spec the model trains on, and where the shards are."""
+
+    codec: Codec
+    spec: TokenSpec
+    dataset: DatasetInfo
+    codec_name: str
+    shards_dir: Path
+
+
+def spec_with_classes(spec: TokenSpec, info: DatasetInfo) -> TokenSpec:
+    """The codec's spec with the data set's classes (labels come from the data, not the codec)."""
+    return replace(spec, num_classes=info.num_classes, class_names=info.class_names)
+
+
+def _codec_choice(plugin: Plugin, data: DataConfig) -> tuple[DatasetInfo, str, dict[str, Any]]:
+    info = plugin.dataset(data.dataset)
+    name = data.codec or info.default_codec
+    return info, name, {**info.codec_options, **data.codec_options}
+
+
+def load_codec(plugin: Plugin, data: DataConfig, codec_dir: Path) -> tuple[Codec, TokenSpec]:
+    """Restore the fitted codec saved in `codec_dir` (written by `prepare_data`)."""
+    info = plugin.dataset(data.dataset)
+    marker = codec_dir / CODEC_MARKER
+    if not marker.is_file():
+        raise ShardError(
+            f"no fitted codec in {codec_dir}; run `lcmd prepare` or `lcmd train` first"
+        )
+    saved = json.loads(marker.read_text())
+    codec = plugin.codec(saved["codec"], saved["options"])
+    codec.load(codec_dir)
+    return codec, spec_with_classes(codec.token_spec, info)
+
+
+def _fit_and_save(
+    codec: Codec, info: DatasetInfo, root: Path | None, codec_dir: Path, meta: dict[str, Any]
+) -> None:
+    if codec.needs_fit:
+        items, _ = info.load("train", root)
+        codec.fit(items)
+    tmp = codec_dir.with_name(f".tmp-{codec_dir.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    codec.save(tmp)
+    (tmp / CODEC_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(codec_dir, ignore_errors=True)
+    os.replace(tmp, codec_dir)
+
+
+def _encode(codec: Codec, items: list[Any]) -> torch.Tensor:
+    parts = [codec.encode(items[i : i + ENCODE_BATCH]) for i in range(0, len(items), ENCODE_BATCH)]
+    return torch.cat(parts).long()
+
+
+def prepare_data(
+    plugin: Plugin,
+    data: DataConfig,
+    codec_dir: Path,
+    shards_dir: Path,
+    *,
+    force: bool = False,
+    log: Any = print,
+) -> Prepared:
+    """Fit (if needed) and save the codec, then encode every split; reuses both when valid."""
+    info, name, options = _codec_choice(plugin, data)
+    root = Path(data.data_root).expanduser() if data.data_root else None
+    if root is not None and not root.is_dir():
+        raise ShardError(f"--data-root {root}: no such directory")
+    meta = {"plugin": plugin.name, "dataset": info.name, "codec": name, "options": options}
+    marker = codec_dir / CODEC_MARKER
+    if force or not marker.is_file() or json.loads(marker.read_text()) != meta:
+        log(f"fitting codec {name!r} on {info.name}/train")
+        _fit_and_save(plugin.codec(name, options), info, root, codec_dir, meta)
+    codec, spec = load_codec(plugin, data, codec_dir)
+
+    if not force and (shards_dir / "index.json").is_file():
+        try:
+            check_compatible(read_index(shards_dir), spec)
+            return Prepared(codec, spec, info, name, shards_dir)
+        except ShardError:
+            log(f"shards in {shards_dir} belong to another codec; re-encoding")
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    for split in info.splits:
+        items, labels = info.load(split, root)
+        if not items:
+            continue
+        log(f"encoding {info.name}/{split}: {len(items)} items")
+        label_tensor = torch.tensor(labels, dtype=torch.long) if labels is not None else None
+        splits[split] = (_encode(codec, items), label_tensor)
+    write_shards(shards_dir, splits, spec, name)
+    return Prepared(codec, spec, info, name, shards_dir)

@@ -1,0 +1,178 @@
+"""Trainer on the example plugin: exact resume, atomic checkpoints, refusals, sample, evaluate."""
+
+import itertools
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lcmd_core import Trainer, load_run
+from lcmd_core.checkpoint import CheckpointError, RunDir
+from lcmd_core.config import resolve_config
+from lcmd_core.trainer import TrainerError, lr_factor
+
+pytest.importorskip("lcmd_example", reason="the example plugin is installed by `make test`")
+
+FAST = [
+    "model.width=32",
+    "model.depth=1",
+    "model.heads=2",
+    "model.embed_dim=8",
+    "train.global_batch_size=8",
+    "train.log_every=1",
+    "train.checkpoint_every=4",
+    "optim.warmup_steps=2",
+    "sample.steps=3",
+    "sample.num_samples=4",
+]
+
+
+def config(*extra):
+    return resolve_config(overrides=[*FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Encode the example data set once and share the shards between tests."""
+    out = tmp_path_factory.mktemp("prepared")
+    trainer = Trainer(
+        config(f"data.shards={out / 'shards'}"),
+        plugin="example",
+        run_dir=out / "run",
+        progress=False,
+    )
+    trainer.prepare()
+    return out
+
+
+def make(tmp_path, shards, name, *extra, resume=False):
+    cfg = config(f"data.shards={shards / 'shards'}", *extra)
+    return Trainer(cfg, plugin="example", run_dir=tmp_path / name, progress=False, resume=resume)
+
+
+def losses(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["total"]) for r in map(json.loads, lines)]
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, shards, monkeypatch):
+    make(tmp_path, shards, "full", "train.max_steps=12").fit()
+
+    original = Trainer._train_step
+
+    def crash_after_eight(self, *args):
+        if self.step == 8:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_train_step", crash_after_eight)
+    with pytest.raises(KeyboardInterrupt):
+        make(tmp_path, shards, "split", "train.max_steps=12").fit()
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    make(tmp_path, shards, "split", "train.max_steps=12", resume=True).fit()
+
+    assert losses(tmp_path / "split") == losses(tmp_path / "full")
+    for name in ("model.safetensors", "ema.safetensors"):
+        a = load_file(RunDir(tmp_path / "full").latest() / name)
+        b = load_file(RunDir(tmp_path / "split").latest() / name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, shards, monkeypatch):
+    make(tmp_path, shards, "run", "train.max_steps=4").fit()
+    import lcmd_core.checkpoint as ckpt
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_file", boom)
+    with pytest.raises(OSError):
+        make(tmp_path, shards, "run", "train.max_steps=8", resume=True).fit()
+    run = RunDir(tmp_path / "run")
+    assert run.latest().name == "step-0000004"
+    assert not [p for p in run.checkpoints_dir.iterdir() if p.name.startswith(".tmp")]
+    monkeypatch.undo()
+    assert load_run(tmp_path / "run").step == 4
+
+
+def test_existing_run_refused_without_resume(tmp_path, shards):
+    make(tmp_path, shards, "run", "train.max_steps=4").fit()
+    with pytest.raises(TrainerError, match="--resume"):
+        make(tmp_path, shards, "run", "train.max_steps=4")
+
+
+def test_checkpoint_of_another_codec_refused(tmp_path, shards):
+    make(tmp_path, shards, "run", "train.max_steps=4").fit()
+    state_path = RunDir(tmp_path / "run").latest() / "state.json"
+    record = json.loads(state_path.read_text())
+    record["state"]["fingerprint"] = "0000000000000000"
+    state_path.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        load_run(tmp_path / "run")
+
+
+def test_checkpoint_that_does_not_fit_the_config_refused(tmp_path, shards):
+    make(tmp_path, shards, "run", "train.max_steps=4").fit()
+    cfg_path = tmp_path / "run" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model"]["width"] = 64
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_run(tmp_path / "run")
+
+
+def test_sample_and_evaluate_write_files_with_protocol(tmp_path, shards):
+    trainer = make(tmp_path, shards, "run", "train.max_steps=4")
+    trainer.fit()
+    result = trainer.sample(6, seed=3, labels=1)
+    assert result.tokens.shape == (6, 32) and len(result.items) == 6
+    assert (result.out_dir / "tokens.safetensors").is_file()
+    assert json.loads((result.out_dir / "sample.json").read_text())["seed"] == 3
+    again = Trainer.from_run(tmp_path / "run", progress=False).sample(6, seed=3, labels=1)
+    assert torch.equal(result.tokens, again.tokens)
+    metrics = trainer.evaluate("valid", max_sequences=64)
+    assert 0 < metrics["elbo_bits_per_token"] < 20
+    assert "name_validity/valid_name_fraction" in metrics
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["protocol"]["split"] == "valid" and saved["protocol"]["sequences"] == 64
+
+
+def test_global_batch_split_into_micro_batches(tmp_path, shards):
+    with pytest.raises(TrainerError, match="multiple"):
+        make(tmp_path, shards, "bad", "train.max_steps=2", "train.micro_batch_size=3").fit()
+    out = make(tmp_path, shards, "ok", "train.max_steps=2", "train.micro_batch_size=4").fit()
+    assert out["step"] == 2
+
+
+def test_nonfinite_steps_skipped_then_stop(tmp_path, shards, monkeypatch):
+    from lcmd_core.model import LCMD
+
+    original = LCMD.loss
+
+    def nan_loss(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        out["total"] = out["total"] * float("nan")
+        return out
+
+    monkeypatch.setattr(LCMD, "loss", nan_loss)
+    with pytest.raises(TrainerError, match="non-finite"):
+        make(tmp_path, shards, "nan", "train.max_steps=4", "train.max_nonfinite_steps=2").fit()
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+    values = [lr_factor(s, 10, 100, 0.1) for s in range(10, 100)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def test_load_run_returns_ema_model_in_eval_mode(tmp_path, shards):
+    make(tmp_path, shards, "run", "train.max_steps=4").fit()
+    run = load_run(tmp_path / "run")
+    assert not run.model.training and run.spec.num_classes == 6
+    assert os.path.isdir(run.run_dir.codec_dir)
+    assert run.model.sample(2, steps=2, seed=0, labels=0).shape == (2, 32)
