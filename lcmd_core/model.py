@@ -17,17 +17,6 @@ from .embedding import TokenEmbedding
 from .sampler import Sampler
 from .schedule import ShiftedCosineSchedule, alpha_sigma_from_log_snr
 
-LOSS_KEYS = (
-    "acc_t0",
-    "total",
-    "diffusion",
-    "reconstruction",
-    "prior",
-    "consistency",
-    "dropped_ce",
-    "bits_per_token",
-)
-
 
 def _split_overrides(overrides: dict[str, Any]) -> tuple[ModelConfig, DiffusionConfig]:
     model_keys, diff_keys = set(ModelConfig.model_fields), set(DiffusionConfig.model_fields)

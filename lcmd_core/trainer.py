@@ -295,24 +295,26 @@ class Trainer:
         if max_steps is not None:
             cfg.train.max_steps = max_steps
         total = cfg.train.max_steps
-        self.prepare()
-        self._build()
         micro, accum = self._batch_sizes()
-        train_set = TokenDataset(self.shards_dir, "train")
-        check_compatible(train_set.index, self.spec)
-        self.sampler = EpochSampler(len(train_set), cfg.train.seed)
-        resumed = self.resume and self._restore()
-        if resumed:
-            self._trim_metrics()
-            if self._sampler_state:
-                self.sampler.load_state_dict(self._sampler_state)
-            self._log(f"resuming {self.run.path} from step {self.step}")
+        if self.sampler is None:  # the first fit() of this trainer: set up or resume
+            self.prepare()
+            self._build()
+            train_set = TokenDataset(self.shards_dir, "train")
+            check_compatible(train_set.index, self.spec)
+            self.sampler = EpochSampler(len(train_set), cfg.train.seed)
+            resumed = self.resume and self._restore()
+            if resumed:
+                self._trim_metrics()
+                if self._sampler_state:
+                    self.sampler.load_state_dict(self._sampler_state)
+                restore_rng(self._rng_state)
+                self._log(f"resuming {self.run.path} from step {self.step}")
+            else:
+                torch.manual_seed(cfg.train.seed)
+        else:  # a later fit() continues in memory
+            train_set = TokenDataset(self.shards_dir, "train")
         self.run.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run.config_path, cfg.model_dump(mode="json"))
-        if resumed:
-            restore_rng(self._rng_state)
-        else:
-            torch.manual_seed(cfg.train.seed)
 
         record: dict[str, float] = {}
         with self._progress(total) as advance:

@@ -176,3 +176,14 @@ def test_load_run_returns_ema_model_in_eval_mode(tmp_path, shards):
     assert not run.model.training and run.spec.num_classes == 6
     assert os.path.isdir(run.run_dir.codec_dir)
     assert run.model.sample(2, steps=2, seed=0, labels=0).shape == (2, 32)
+
+
+def test_second_fit_continues_in_memory(tmp_path, shards):
+    trainer = make(tmp_path, shards, "run", "train.max_steps=3")
+    trainer.fit()
+    table = trainer.model.embedding.table
+    trainer.fit(max_steps=5)
+    assert trainer.step == 5 and [s for s, _ in losses(tmp_path / "run")] == [1, 2, 3, 4, 5]
+    assert trainer.model.embedding.table is table
+    assert int(trainer.optimizer.state[table]["step"]) == 5  # not a fresh optimizer
+    assert RunDir(tmp_path / "run").latest().name == "step-0000005"
