@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -175,7 +175,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text!r}: {key!r} is not a dotted name like train.max_steps")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # PyYAML raises ValueError for dates like 2001-02-30
         value = raw
     if isinstance(value, str):
         value = raw.strip()
@@ -187,7 +187,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     schema = RunConfig.model_json_schema()
     for text in overrides:
         parts, value = parse_override(text)
-        _check_key(schema, parts, text)
+        leaf = _check_key(schema, parts, text)
+        if leaf is not None and _is_text_field(leaf) and not isinstance(value, str):
+            value = text.partition("=")[2].strip()  # `data.dataset=123` means the name "123"
         nested: dict[str, Any] = value
         for part in reversed(parts):
             nested = {part: nested}
@@ -195,10 +197,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def _check_key(schema: dict[str, Any], parts: list[str], text: str) -> None:
+def _is_text_field(node: dict[str, Any]) -> bool:
+    types = {node.get("type")} | {option.get("type") for option in node.get("anyOf", [])}
+    return "string" in types and not types & {"integer", "number", "boolean", "array"}
+
+
+def _check_key(schema: dict[str, Any], parts: list[str], text: str) -> dict[str, Any] | None:
+    """The schema of the field `parts` names (None inside a free-form mapping); else ConfigError."""
     node = schema
     for i, part in enumerate(parts):
         props = node.get("properties", {})
+        if not props and node.get("type") == "object":
+            return None  # a free-form mapping such as data.codec_options takes any key
         if part not in props:
             where = ".".join(parts[:i]) or "the config"
             known = ", ".join(sorted(props)) or "nothing"
@@ -206,6 +216,7 @@ def _check_key(schema: dict[str, Any], parts: list[str], text: str) -> None:
         node = props[part]
         if "$ref" in node:
             node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -248,4 +259,10 @@ def resolve_config(
     if file is not None:
         data = deep_merge(data, load_config_file(file))
     data = apply_overrides(data, list(overrides or []))
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"config values must be plain numbers, strings, lists and mappings ({err})"
+        ) from None
     return validate_config(data)

@@ -76,3 +76,16 @@ def test_overrides_typecheck_and_reject_unknown_keys():
         resolve_config(overrides=["optim.lr"])
     with pytest.raises(ConfigError, match=r"optim\.lr"):
         resolve_config(overrides=["optim.lr=fast"])
+
+
+def test_override_edge_cases():
+    cfg = resolve_config(overrides=["data.codec_options.length=16", "data.dataset=123"])
+    assert cfg.data.codec_options == {"length": 16} and cfg.data.dataset == "123"
+    for bad in (
+        "optim.lr=.inf",
+        "optim.lr=nan",
+        "data.codec_options=&x {a: *x}",
+        "train.seed=2001-02-30",
+    ):
+        with pytest.raises(ConfigError):
+            resolve_config(overrides=[bad])

@@ -1,0 +1,468 @@
+"""The `lcmd` command line: plugins, prepare, train, sample, eval (DESIGN §3).
+
+Every user error (bad flags, config, plugin names, missing data or runs, broken checkpoints) ends
+with exit code 2 and one line `lcmd: <message>` on stderr; a bug keeps its traceback. Torch loads
+only for the commands that need it, so `lcmd plugins` and `--help` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from lcmd_core.config import ConfigError, RunConfig, deep_merge, resolve_config, validate_config
+from lcmd_core.plugins import Plugin, PluginError, collect_plugins, get_plugin, get_plugin_manager
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from lcmd_core.trainer import Trainer
+
+DATA_ROOT_ENV = "LCMD_DATA_ROOT"
+
+Handler = Callable[[argparse.Namespace, "pluggy.PluginManager | None"], int]
+
+
+class CLIError(ValueError):
+    """Bad command-line input; the message is for the user."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become one-line CLIErrors, reported by `main`."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CLIError(f"{message} (see `{self.prog} --help`)")
+
+
+_TORCH_ERRORS = {
+    "lcmd_core.shards": "ShardError",
+    "lcmd_core.checkpoint": "CheckpointError",
+    "lcmd_core.trainer": "TrainerError",
+}
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions whose message is for the user.
+
+    Those of torch-backed modules count once their module is loaded (none can be raised before),
+    so a usage error or `lcmd plugins` never pays for importing torch.
+    """
+    loaded = [
+        getattr(sys.modules[mod], name) for mod, name in _TORCH_ERRORS.items() if mod in sys.modules
+    ]
+    return (CLIError, ConfigError, PluginError, FileNotFoundError, *loaded)
+
+
+def _message(err: Exception) -> str:
+    """`err` as one line."""
+    if isinstance(err, FileNotFoundError) and err.filename is not None:
+        return f"{err.filename}: no such file or directory"
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
+def main(argv: Sequence[str] | None = None, *, pm: pluggy.PluginManager | None = None) -> int:
+    """Run `lcmd` with `argv` (default: `sys.argv[1:]`); returns the exit code.
+
+    `pm` replaces the installed plugins (tests register plugin objects on it).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv, namespace=argparse.Namespace(argv=argv))
+        handler: Handler = args.handler
+        return handler(args, pm)
+    except KeyboardInterrupt:
+        print("lcmd: interrupted", file=sys.stderr)
+        return 130
+    # Evaluated when an exception arrives, so it sees the modules the command has loaded.
+    except _user_errors() as err:
+        print(f"lcmd: {_message(err)}", file=sys.stderr)
+        return 2
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """argparse type: a finite float of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `lcmd` argument parser with its five commands."""
+    parser = _Parser(
+        prog="lcmd",
+        description="Latent consistency-matching diffusion over discrete tokens.",
+        epilog="Run `lcmd COMMAND --help` for a command's options.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    plugins = commands.add_parser(
+        "plugins",
+        help="list installed plugins",
+        description="List the installed plugins with their codecs, data sets, presets, metrics.",
+    )
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plugins.set_defaults(handler=_plugins)
+
+    prepare = commands.add_parser(
+        "prepare",
+        help="fit the codec and encode a data set to token shards",
+        description="Fit the codec if it needs training, then encode every split of the data "
+        "set to token shards in the run directory.",
+    )
+    _add_run_options(prepare)
+    prepare.add_argument(
+        "--codec", help="codec to use (default: the data set's default codec); sets data.codec"
+    )
+    prepare.set_defaults(handler=_prepare)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model (preparing the data first if needed)",
+        description="Prepare the data if needed, train, checkpoint, and write a sample preview.",
+    )
+    _add_run_options(train)
+    train.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        metavar="N",
+        help="total optimizer steps of the run; sets train.max_steps",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in the run directory (required when it has any)",
+    )
+    _add_no_progress(train)
+    train.set_defaults(handler=_train)
+
+    sample = commands.add_parser(
+        "sample",
+        help="generate samples from a trained run",
+        description="Generate samples from a run's latest checkpoint; writes the decoded files "
+        "and tokens.safetensors.",
+    )
+    sample.add_argument("run", metavar="RUN", help="run directory written by `lcmd train`")
+    sample.add_argument(
+        "--n",
+        type=_positive_int,
+        metavar="N",
+        help="number of samples (default: sample.num_samples)",
+    )
+    sample.add_argument(
+        "--steps", type=_positive_int, metavar="S", help="sampling steps (default: sample.steps)"
+    )
+    sample.add_argument(
+        "--sampler", choices=["ancestral", "ddim"], help="update rule (default: sample.sampler)"
+    )
+    sample.add_argument(
+        "--guidance",
+        type=_non_negative_float,
+        metavar="W",
+        help="classifier-free guidance weight; 1 is none (default: sample.guidance)",
+    )
+    sample.add_argument(
+        "--label",
+        metavar="L",
+        help="class to generate, by name or index (default: cycle through the classes)",
+    )
+    sample.add_argument(
+        "--temperature",
+        type=_non_negative_float,
+        metavar="T",
+        help="readout temperature; 0 takes the argmax (default: sample.temperature)",
+    )
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.add_argument(
+        "--out", metavar="DIR", help="output directory (default: inside RUN/samples)"
+    )
+    sample.add_argument(
+        "--no-ema", action="store_true", help="sample with the raw weights instead of the EMA"
+    )
+    _add_no_progress(sample)
+    sample.set_defaults(handler=_sample)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate a trained run",
+        description="ELBO bits/token on held-out data and the plugin's metrics on samples; "
+        "writes RUN/metrics.json.",
+    )
+    evaluate.add_argument("run", metavar="RUN", help="run directory written by `lcmd train`")
+    evaluate.add_argument("--split", default="test", help="held-out split to score (default: test)")
+    evaluate.add_argument(
+        "--n-samples",
+        type=_positive_int,
+        metavar="N",
+        help="samples drawn for the plugin's metrics (default: the run's sample.num_samples)",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_no_progress(evaluate)
+    evaluate.set_defaults(handler=_eval)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `prepare` and `train`: what to train on and how it is configured."""
+    parser.add_argument(
+        "--plugin", required=True, metavar="P", help="plugin name (see `lcmd plugins`)"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="D",
+        help="data set name; sets data.dataset (default: the plugin's default data set)",
+    )
+    parser.add_argument(
+        "--data-root",
+        metavar="DIR",
+        default=os.environ.get(DATA_ROOT_ENV),
+        help=f"directory holding the raw data of real data sets (default: ${DATA_ROOT_ENV})",
+    )
+    parser.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="plugin preset to start from (default: the preset named like the data set, if any)",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML, TOML or JSON config file applied over the preset"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set optim.lr=1e-3 (repeatable; applied last)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/PLUGIN-DATASET)")
+
+
+def _add_no_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _run_config(args: argparse.Namespace, plugin: Plugin) -> tuple[RunConfig, str]:
+    """The config for `prepare`/`train` and its data set: preset ← --config ← --set ← flags."""
+    chosen = args.data or resolve_config(file=args.config, overrides=args.set).data.dataset
+    dataset = plugin.dataset(chosen).name
+    preset = args.preset or (dataset if dataset in plugin.presets else None)
+    config = resolve_config(
+        preset=plugin.preset(preset) if preset else None, file=args.config, overrides=args.set
+    )
+    data: dict[str, Any] = {"plugin": plugin.name, "dataset": dataset}
+    flags: dict[str, Any] = {"data": data}
+    if args.data_root:
+        data["data_root"] = args.data_root
+    if getattr(args, "codec", None):
+        data["codec"] = args.codec
+    if getattr(args, "max_steps", None):
+        flags["train"] = {"max_steps": args.max_steps}
+    return validate_config(deep_merge(config.model_dump(), flags)), dataset
+
+
+def _plugins(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    plugins = collect_plugins(pm if pm is not None else get_plugin_manager())
+    listing = {name: _describe(plugin) for name, plugin in plugins.items()}
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    if not listing:
+        print("no lcmd plugins are installed; pip install one, e.g. lcmd-text")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("plugin", "kind", "name", "description")
+    for name, info in listing.items():
+        table.add_section()
+        for codec in info["codecs"]:
+            table.add_row(name, "codec", codec["name"], codec["description"])
+        for dataset in info["datasets"]:
+            label = f"{dataset['name']} (default)" if dataset["default"] else dataset["name"]
+            table.add_row(name, "dataset", label, dataset["description"])
+        for kind in ("preset", "metric"):
+            for entry in info[f"{kind}s"]:
+                table.add_row(name, kind, entry["name"], entry["description"])
+    Console().print(table)
+    return 0
+
+
+def _describe(plugin: Plugin) -> dict[str, Any]:
+    """What a plugin registered, JSON-ready."""
+    return {
+        "codecs": [
+            {"name": name, "description": (inspect.getdoc(factory) or "").partition("\n")[0]}
+            for name, factory in plugin.codecs.items()
+        ],
+        "datasets": [
+            {
+                "name": info.name,
+                "description": info.description,
+                "default": info.name == plugin.default_dataset,
+                "default_codec": info.default_codec,
+                "splits": list(info.splits),
+                "num_classes": info.num_classes,
+                "needs_root": info.needs_root,
+                "source": info.source,
+            }
+            for info in plugin.datasets.values()
+        ],
+        "presets": [
+            {"name": name, "description": description}
+            for name, (_, description) in plugin.presets.items()
+        ],
+        "metrics": [
+            {"name": info.name, "description": info.description} for info in plugin.metrics.values()
+        ],
+    }
+
+
+def _prepare(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    from lcmd_core.trainer import Trainer
+
+    plugin = get_plugin(args.plugin, pm)
+    config, dataset = _run_config(args, plugin)
+    trainer = Trainer(config, plugin=plugin.name, data=dataset, run_dir=args.out, pm=pm)
+    prepared = trainer.prepare()
+    spec = prepared.spec
+    print(f"codec   {prepared.codec.name}: vocab {spec.vocab_size}, tokens {spec.token_shape}")
+    print(f"shards  {prepared.shards_dir}")
+    print(f"run     {trainer.run.path}")
+    return 0
+
+
+def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    from lcmd_core.trainer import Trainer
+
+    plugin = get_plugin(args.plugin, pm)
+    config, dataset = _run_config(args, plugin)
+    trainer = Trainer(
+        config,
+        plugin=plugin.name,
+        data=dataset,
+        run_dir=args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        pm=pm,
+    )
+    run = trainer.run
+    if args.resume and run.latest() is None:
+        raise CLIError(
+            f"--resume: {run.path} has no checkpoint to resume from; drop --resume to start anew"
+        )
+    try:
+        final = trainer.fit()
+    except KeyboardInterrupt:
+        latest = run.latest()
+        if latest is None:
+            again = shlex.join(["lcmd", *args.argv])
+            print(
+                f"lcmd: interrupted before the first checkpoint; start again with `{again}`",
+                file=sys.stderr,
+            )
+        else:
+            again = shlex.join(["lcmd", *args.argv, *([] if args.resume else ["--resume"])])
+            print(
+                f"lcmd: interrupted; the last checkpoint {latest} is kept; continue with `{again}`",
+                file=sys.stderr,
+            )
+        return 130
+    preview = trainer.sample()
+    print(f"run          {run.path}")
+    print(f"checkpoints  {run.checkpoints_dir} (latest: {_name(run.latest())})")
+    print(f"samples      {preview.out_dir}")
+    print(f"metrics      {run.metrics_path}")
+    if final:
+        _print_table("final", final)
+    else:
+        print(f"nothing to train: the run is already at step {trainer.step}")
+    return 0
+
+
+def _name(path: Path | None) -> str:
+    return path.name if path is not None else "none"
+
+
+def _print_table(title: str, values: dict[str, Any]) -> None:
+    """Print `values` as a two-column rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("name", overflow="fold")  # a narrow terminal folds names, never cuts them
+    table.add_column("value")
+    for key, value in values.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def _from_run(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Trainer:
+    """The trainer of the run directory `args.run`, at its latest checkpoint."""
+    from lcmd_core.trainer import Trainer
+
+    return Trainer.from_run(args.run, progress=not args.no_progress, pm=pm)
+
+
+def _label(trainer: Trainer, text: str) -> int:
+    """A class index from `--label`, given as a class name or an index."""
+    names = list(trainer.spec.class_names)
+    if text in names:
+        return names.index(text)
+    try:
+        return int(text)
+    except ValueError:
+        known = f"one of {', '.join(names)}" if names else "a class index"
+        raise CLIError(f"--label {text!r}: expected {known}") from None
+
+
+def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    trainer = _from_run(args, pm)
+    result = trainer.sample(
+        args.n,
+        steps=args.steps,
+        sampler=args.sampler,
+        guidance=args.guidance,
+        labels=None if args.label is None else _label(trainer, args.label),
+        seed=args.seed,
+        temperature=args.temperature,
+        use_ema=False if args.no_ema else None,
+        out_dir=args.out,
+    )
+    print(f"wrote {len(result.items)} samples to {result.out_dir} (+ tokens.safetensors)")
+    return 0
+
+
+def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    trainer = _from_run(args, pm)
+    metrics = trainer.evaluate(args.split, n_samples=args.n_samples, seed=args.seed)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    _print_table(f"{trainer.run.path} ({args.split})", metrics)
+    print(f"written to {trainer.run.path / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""The `lcmd` command line: prepare → train → sample → eval; user errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+from lcmd_core.cli import main
+from lcmd_core.config import ConfigError, apply_overrides, parse_override, resolve_config
+from lcmd_core.plugins import DataNotFoundError, DatasetInfo, get_plugin_manager, hookimpl
+
+example_plugin = pytest.importorskip("lcmd_example.plugin", reason="needs the example plugin")
+
+STEPS = 8
+CONFIG = [
+    "--preset",
+    "tiny",
+    *("--set", "model.width=32", "--set", "model.depth=1", "--set", "model.embed_dim=8"),
+    *("--set", "train.global_batch_size=32", "--set", "train.log_every=1"),
+    *("--set", "train.checkpoint_every=4", "--set", "optim.warmup_steps=2"),
+    *("--set", "sample.steps=2", "--set", "sample.num_samples=4"),
+]
+FAST = [*CONFIG, "--max-steps", str(STEPS), "--no-progress"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """These models are tiny: intra-op threads only add overhead (a lot, on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def lcmd(*args: object, pm: object = None) -> tuple[int, str, str]:
+    """Run `lcmd ARGS` in-process; returns (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in args], pm=pm)
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_user_error(result: tuple[int, str, str], match: str) -> None:
+    """Exit code 2 and exactly one stderr line `lcmd: ...` containing `match`, no traceback."""
+    code, _, err = result
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("lcmd: "), err
+    assert "Traceback" not in err
+    assert match in err, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """`lcmd prepare` then `lcmd train` into one run directory, shared by this module's tests."""
+    run = tmp_path_factory.mktemp("cli") / "run"
+    prepared = lcmd("prepare", "--plugin", "example", "--out", run, *CONFIG)
+    assert prepared[0] == 0, prepared[2]
+    train = lcmd("train", "--plugin", "example", "--out", run, *FAST)
+    assert train[0] == 0, train[2]
+    return {"run": run, "prepare": prepared[1], "train": train[1]}
+
+
+def test_prepare_train_sample_eval_end_to_end(trained: dict, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # rich fits tables to the terminal width
+    run: Path = trained["run"]
+    index = json.loads((run / "shards" / "index.json").read_text())
+    assert f"codec   chars: vocab {index['spec']['vocab_size']}, tokens (32,)" in trained["prepare"]
+
+    assert f"checkpoints  {run / 'checkpoints'} (latest: step-{STEPS:07d})" in trained["train"]
+    assert "bits_per_token" in trained["train"]
+    assert json.loads((run / "config.json").read_text())["model"]["width"] == 32
+    assert (run / "checkpoints" / f"step-{STEPS:07d}" / "model.safetensors").is_file()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == STEPS
+    assert (run / "samples" / f"step-{STEPS:07d}-seed-0" / "tokens.safetensors").is_file()
+
+    out = tmp_path / "drawn"
+    code, stdout, _ = lcmd(
+        "sample", run, "--n", 3, "--steps", 2, "--sampler", "ddim", "--guidance", 2,
+        "--label", "letter", "--seed", 1, "--out", out, "--no-ema", "--no-progress",
+    )  # fmt: skip
+    assert code == 0 and f"wrote 3 samples to {out}" in stdout
+    saved = load_file(out / "tokens.safetensors")
+    assert saved["tokens"].shape == (3, 32) and saved["labels"].tolist() == [0, 0, 0]
+    protocol = json.loads((out / "sample.json").read_text())
+    assert (protocol["sampler"], protocol["guidance"], protocol["ema"]) == ("ddim", 2.0, False)
+    assert len((out / "samples.txt").read_text().splitlines()) == 3
+
+    code, stdout, _ = lcmd("eval", run, "--n-samples", 4, "--no-progress")
+    assert code == 0 and "elbo_bits_per_token" in stdout and "name_validity" in stdout
+    written = json.loads((run / "metrics.json").read_text())
+    assert written["protocol"]["checkpoint_step"] == STEPS
+    code, stdout, _ = lcmd("eval", run, "--n-samples", 4, "--json", "--no-progress")
+    metrics = json.loads(stdout)
+    assert code == 0 and 0 < metrics["elbo_bits_per_token"] < 64
+    assert metrics == written["metrics"]
+
+
+def test_label_by_index_matches_label_by_name(trained: dict, tmp_path: Path) -> None:
+    for label in ("number", "2"):
+        out = tmp_path / label
+        assert lcmd("sample", trained["run"], "--n", 2, "--label", label, "--out", out)[0] == 0
+        assert load_file(out / "tokens.safetensors")["labels"].tolist() == [2, 2]
+
+
+def test_resume_at_max_steps_has_nothing_to_train(trained: dict) -> None:
+    code, stdout, _ = lcmd(
+        "train", "--plugin", "example", "--out", trained["run"], *FAST, "--resume"
+    )
+    assert code == 0 and f"already at step {STEPS}" in stdout
+
+
+def test_plugins_lists_example_codec_dataset_preset_and_metric(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # rich fits tables to the terminal width
+    code, stdout, _ = lcmd("plugins", "--json")
+    example = json.loads(stdout)["example"]
+    assert code == 0
+    assert [c["name"] for c in example["codecs"]] == ["chars"]
+    assert [(d["name"], d["default"]) for d in example["datasets"]] == [("unicode_names", True)]
+    assert example["presets"][0]["name"] == "tiny" and "CPU" in example["presets"][0]["description"]
+    assert [m["name"] for m in example["metrics"]] == ["name_validity"]
+    code, stdout, _ = lcmd("plugins")
+    for name in ("example", "chars", "unicode_names (default)", "tiny", "name_validity"):
+        assert name in stdout
+
+
+def read_scans(root: Path | None, split: str) -> tuple[list[str], None]:
+    path = Path(root or ".") / f"scans-{split}.txt"
+    if not path.is_file():
+        raise DataNotFoundError(f"--data scans: no {path.name} under {root} (from example.org)")
+    return path.read_text().splitlines(), None
+
+
+class Rooted:
+    """A plugin whose only data set lives under a data root."""
+
+    @hookimpl
+    def lcmd_register_codecs(self, register) -> None:
+        register("chars", example_plugin.chars_codec)
+
+    @hookimpl
+    def lcmd_register_datasets(self, register) -> None:
+        register(
+            DatasetInfo(
+                name="scans",
+                description="text files under a data root",
+                read=read_scans,
+                default_codec="chars",
+                needs_root=True,
+                source="example.org",
+            )
+        )
+
+
+def rooted_manager():
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(Rooted(), name="rooted")
+    return pm
+
+
+def test_missing_data_root_names_where_the_files_come_from(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LCMD_DATA_ROOT", raising=False)
+    result = lcmd("prepare", "--plugin", "rooted", "--out", tmp_path / "run", pm=rooted_manager())
+    assert_user_error(result, "dataset 'scans' needs --data-root (or LCMD_DATA_ROOT)")
+    assert "example.org" in result[2]
+
+
+def test_data_root_defaults_to_environment(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LCMD_DATA_ROOT", str(tmp_path))
+    result = lcmd("prepare", "--plugin", "rooted", "--out", tmp_path / "run", pm=rooted_manager())
+    assert_user_error(result, f"no scans-train.txt under {tmp_path}")
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["fly"], "invalid choice: 'fly'"),
+        (["train"], "required: --plugin (see `lcmd train --help`)"),
+        (["train", "--plugin", "nope"], "unknown plugin 'nope' (installed:"),
+        (["train", "--plugin", "example", "--data", "text9"], "has no dataset 'text9'"),
+        (["train", "--plugin", "example", "--preset", "huge"], "has no preset 'huge'"),
+        (["train", "--plugin", "example", "--set", "train.max_stepz=5"], "no key 'max_stepz'"),
+        (["train", "--plugin", "example", "--set", "train.max_steps=abc"], "train.max_steps:"),
+        (["train", "--plugin", "example", "--set", "lr"], "expected KEY=VALUE"),
+        (["train", "--plugin", "example", "--max-steps", "0"], "expected a positive integer"),
+        (["train", "--plugin", "example", "--config", "nope.yaml"], "--config nope.yaml"),
+        (["prepare", "--plugin", "example", "--data-root", "/no/such/dir"], "/no/such/dir"),
+        (["sample", "run", "--sampler", "euler"], "argument --sampler: invalid choice"),
+        (["sample", "run", "--guidance", "-1"], "expected a number >= 0"),
+        (["eval", "run", "--n-samples", "many"], "expected a positive integer, got 'many'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: list[str], match: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(lcmd(*args), match)
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_missing_run_directory_is_one_line_exit_2(command: str, tmp_path: Path) -> None:
+    assert_user_error(lcmd(command, tmp_path / "nope"), "is not a run directory (no config.json)")
+
+
+def test_resuming_a_run_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    result = lcmd("train", "--plugin", "example", "--out", tmp_path / "nope", "--resume")
+    assert_user_error(result, "has no checkpoint to resume from; drop --resume")
+
+
+def test_training_over_existing_checkpoints_needs_resume(trained: dict) -> None:
+    result = lcmd("train", "--plugin", "example", "--out", trained["run"], *FAST)
+    assert_user_error(result, "already holds checkpoints; pass --resume")
+
+
+def test_checkpoint_that_does_not_fit_the_config_is_one_line(trained: dict, tmp_path) -> None:
+    run = shutil.copytree(trained["run"], tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["width"] = 48
+    (run / "config.json").write_text(json.dumps(config))
+    assert_user_error(lcmd("sample", run), "does not fit the model")
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--label", "vegetable"], "--label 'vegetable': expected one of letter, mark"),
+        (["--label", "6"], "label 6 is outside [0, 6)"),
+    ],
+)
+def test_bad_label_is_one_line(trained: dict, args: list[str], match: str) -> None:
+    assert_user_error(lcmd("sample", trained["run"], *args), match)
+
+
+def test_eval_of_unknown_split_is_one_line(trained: dict) -> None:
+    assert_user_error(lcmd("eval", trained["run"], "--split", "dev"), "split 'dev' is not in")
+
+
+def test_interrupt_keeps_checkpoint_and_prints_resume_command(
+    trained: dict, tmp_path: Path, monkeypatch
+) -> None:
+    from lcmd_core.trainer import Trainer
+
+    step = Trainer._train_step
+
+    def interrupted_after_6(self, *args):
+        if self.step == 6:
+            raise KeyboardInterrupt
+        return step(self, *args)
+
+    shards = f"data.shards={trained['run'] / 'shards'}"
+    args = ["train", "--plugin", "example", "--out", tmp_path / "run", *FAST, "--set", shards]
+    monkeypatch.setattr(Trainer, "_train_step", interrupted_after_6)
+    code, _, err = lcmd(*args)
+    assert code == 130 and err.count("\n") == 1, err
+    assert f"the last checkpoint {tmp_path / 'run' / 'checkpoints' / 'step-0000004'} is kept" in err
+    again = shlex.split(err.split("`")[1])
+    assert again[:2] == ["lcmd", "train"] and again[-1] == "--resume"
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    code, stdout, _ = lcmd(*again[1:])
+    assert code == 0 and f"(latest: step-{STEPS:07d})" in stdout
+
+
+def test_interrupt_before_first_checkpoint_says_start_again(tmp_path, monkeypatch) -> None:
+    from lcmd_core.trainer import Trainer
+
+    def interrupted(self, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupted)
+    code, _, err = lcmd("train", "--plugin", "example", "--out", tmp_path / "run", *FAST)
+    assert code == 130 and err.count("\n") == 1
+    assert "interrupted before the first checkpoint; start again with `lcmd train" in err
+    assert "--resume" not in err
+
+
+def test_console_script_and_module_exit_codes(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("lcmd")
+    if not script.is_file():
+        pytest.skip(f"no console script beside {sys.executable}")
+    listed = subprocess.run([script, "plugins", "--json"], capture_output=True, text=True)
+    assert listed.returncode == 0 and "example" in json.loads(listed.stdout)
+    missing = subprocess.run(
+        [sys.executable, "-m", "lcmd_core.cli", "sample", tmp_path / "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr == f"lcmd: {tmp_path / 'nope'} is not a run directory (no config.json)\n"
+    helped = subprocess.run([script, "train", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--max-steps N" in helped.stdout
+
+
+# --------------------------------------------------------------------------- --set parsing
+def typed(value: object) -> str:
+    """How a user would type `value` after `--set key=`."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else repr(value)
+
+
+def is_yaml_string(text: str) -> bool:
+    return yaml.safe_load(text) == text
+
+
+SETTINGS = st.one_of(
+    st.tuples(st.just("train.seed"), st.integers()),
+    st.tuples(st.sampled_from(["train.max_steps", "model.embed_dim"]), st.integers(1, 2**40)),
+    st.tuples(st.sampled_from(["optim.lr", "diffusion.w_diff"]), st.floats(1e-9, 1e9)),
+    st.tuples(st.just("diffusion.shift"), st.floats(-20, 20)),
+    st.tuples(st.sampled_from(["model.self_condition", "train.compile"]), st.booleans()),
+    st.tuples(st.just("sample.sampler"), st.sampled_from(["ancestral", "ddim"])),
+    st.tuples(
+        st.sampled_from(["data.dataset", "data.codec"]),
+        st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True).filter(is_yaml_string),
+    ),
+)
+
+
+@settings(deadline=None)
+@given(SETTINGS, st.sampled_from(["", " "]))
+def test_set_round_trips_valid_keys_and_values(setting: tuple[str, object], pad: str) -> None:
+    key, value = setting
+    text = f"{pad}{key}{pad}={pad}{typed(value)}{pad}"
+    parts, _ = parse_override(text)
+    assert parts == key.split(".")
+    section, field = parts
+    assert getattr(getattr(resolve_config(overrides=[text]), section), field) == value
+
+
+GARBAGE = st.one_of(
+    st.text(),
+    st.builds("{}={}".format, st.text(), st.text()),
+    st.builds(
+        "{}={}".format,
+        st.sampled_from(["train.seed", "optim.betas", "data.codec_options", "model", "version"]),
+        st.text(),
+    ),
+)
+
+
+@settings(deadline=None)
+@given(GARBAGE)
+@example("train.seed=2001-02-30")  # YAML reads a date; an impossible one must not leak ValueError
+def test_set_garbage_raises_only_config_error(text: str) -> None:
+    try:
+        apply_overrides({}, [text])
+        resolve_config(overrides=[text])
+    except ConfigError as err:
+        assert "\n" not in str(err)
