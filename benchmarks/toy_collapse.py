@@ -1,7 +1,7 @@
 """Embedding-collapse diagnostics on the toy problem, with and without the CM loss (and frozen).
 
 Trains the same tiny LCMD on 4 fixed random sequences (K=16, L=16) for a fixed number of steps
-and prints a table: accuracy at t_min, sample match rate, ELBO bits/token and the collapse
+and prints a markdown table: accuracy at t_min, sample match rate, ELBO bits/token and the collapse
 diagnostics of the EMA embedding table. Run: `python benchmarks/toy_collapse.py [--steps N]`.
 """
 
@@ -11,8 +11,6 @@ import argparse
 import time
 
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from lcmd_core import EMA, LCMD
 
@@ -56,35 +54,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
-    table = Table(title=f"toy problem K={K} L={L}, {N_SEQ} sequences, {args.steps} steps")
-    for col in (
-        "variant",
-        "acc@t0",
-        "sample match",
-        "ELBO bits/tok",
-        "pairwise dist",
-        "cov trace",
-        "eff. rank",
-        "NN dist",
-        "s",
-    ):
-        table.add_column(col)
+    print(
+        f"toy problem K={K} L={L}, {N_SEQ} sequences, {args.steps} steps, "
+        f"mean of {args.seeds} seeds, EMA weights\n"
+    )
+    print(
+        "| variant | acc@t0 | sample match | ELBO bits/tok | pairwise dist | cov trace "
+        "| eff. rank | NN dist | seconds |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, overrides in VARIANTS.items():
         start = time.perf_counter()
         rows = [run(args.steps, seed, **overrides) for seed in range(args.seeds)]
-        mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-        table.add_row(
-            name,
-            f"{mean['acc_t0']:.3f}",
-            f"{mean['match']:.2f}",
-            f"{mean['bits']:.3f}",
-            f"{mean['mean_pairwise_dist']:.2f}",
-            f"{mean['cov_trace']:.2f}",
-            f"{mean['effective_rank']:.1f}",
-            f"{mean['mean_nn_dist']:.2f}",
-            f"{time.perf_counter() - start:.0f}",
+        m = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+        print(
+            f"| {name} | {m['acc_t0']:.3f} | {m['match']:.2f} | {m['bits']:.3f} "
+            f"| {m['mean_pairwise_dist']:.2f} | {m['cov_trace']:.2f} "
+            f"| {m['effective_rank']:.1f} | {m['mean_nn_dist']:.2f} "
+            f"| {time.perf_counter() - start:.0f} |",
+            flush=True,
         )
-    Console().print(table)
 
 
 if __name__ == "__main__":
