@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=1024)
     parser.add_argument("--iters", type=int, default=10)
     args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("bench_gpu: no CUDA device here; nothing to measure")
+        return
     torch.backends.cuda.matmul.allow_tf32 = True
     backends = ["sdpa", *(["xformers"] if xformers_available() else [])]
     print(

@@ -87,7 +87,6 @@ class DataConfig(_Strict):
     codec: str | None = None
     codec_options: dict[str, Any] = Field(default_factory=dict)
     shards: str | None = Field(None, description="token shard directory; default: inside the run")
-    num_workers: int = Field(0, ge=0)
 
 
 class TrainConfig(_Strict):

@@ -1,0 +1,84 @@
+# lcmd: `make demo` trains, samples and evaluates a small model; `make test` runs the tests.
+# Both create .venv on first use (Python 3.11+, CPU torch first, then lcmd-core and every plugin
+# in this repository, editable) and reuse it afterwards.
+#
+# Variables (make VAR=value):
+#   PYTHON       interpreter for the venv (default: python3.11, else python3 if it is 3.11+)
+#   TORCH_INDEX  pip index for torch; a CPU-only machine without a local wheel wants
+#                https://download.pytorch.org/whl/cpu (PyPI's default torch is the CUDA build)
+#   DEMO_STEPS   training steps of `make demo` (default: about 2 minutes on 2 CPU cores)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+DEMO_STEPS ?= 8000
+DEMO_RUN := runs/demo
+
+# Every first-party plugin (plugins/NAME/pyproject.toml) is installed without editing this file.
+PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
+PLUGIN_DIRS := examples/lcmd-example-plugin $(patsubst %/pyproject.toml,%,$(PLUGIN_PROJECTS))
+
+.PHONY: help demo test test-slow bench docs lint clean
+
+help:
+	@echo "make demo       train a small model on the example plugin, sample, evaluate (~3 min)"
+	@echo "make test       run the fast test suite (what CI runs)"
+	@echo "make test-slow  run the slow tests (long trainings)"
+	@echo "make bench      run benchmarks/*.py and print their tables"
+	@echo "make docs       build the documentation site into site/ (mkdocs --strict)"
+	@echo "make lint       ruff check + ruff format --check"
+	@echo "make clean      remove .venv, site/ and runs/demo"
+
+# torch goes in first, so the lcmd-core install finds it satisfied instead of pulling another build.
+$(STAMP): pyproject.toml examples/lcmd-example-plugin/pyproject.toml $(PLUGIN_PROJECTS)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "lcmd needs Python 3.11+; $(PYTHON) is $$($(PYTHON) --version 2>&1)." \
+	       "Install python3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) \
+	  "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install -e '.[dev,docs]'
+	$(BIN)/python -m pip install $(foreach dir,$(PLUGIN_DIRS),-e $(dir))
+	touch $@
+
+demo: $(STAMP)
+	rm -rf $(DEMO_RUN)
+	$(BIN)/lcmd train --plugin example --preset tiny --out $(DEMO_RUN) --max-steps $(DEMO_STEPS)
+	$(BIN)/lcmd sample $(DEMO_RUN) --n 16
+	$(BIN)/lcmd eval $(DEMO_RUN)
+	@echo
+	@echo "Results in $(DEMO_RUN)/:"
+	@echo "  samples       $(DEMO_RUN)/samples/step-$$(printf %07d $(DEMO_STEPS))-seed-0/samples.txt"
+	@echo "  metrics       $(DEMO_RUN)/metrics.json (eval), $(DEMO_RUN)/metrics.jsonl (training)"
+	@echo "  checkpoints   $(DEMO_RUN)/checkpoints/, config $(DEMO_RUN)/config.json"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+# Benchmarks named *gpu* need CUDA and are skipped without it.
+bench: $(STAMP)
+	cuda=$$($(BIN)/python -c 'import torch; print(int(torch.cuda.is_available()))'); \
+	for script in benchmarks/*.py; do \
+	  case "$$script" in *gpu*) if [ "$$cuda" = 0 ]; then echo "== $$script: skipped (no CUDA)"; continue; fi;; esac; \
+	  echo "== $$script"; $(BIN)/python "$$script"; \
+	done
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) site $(DEMO_RUN)
