@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 TINY = {
     "model": {"size": "tiny", "width": 64, "depth": 2, "heads": 2, "embed_dim": 16},
+    "optim": {"lr": 1e-3, "warmup_steps": 50},
     "train": {"max_steps": 300, "global_batch_size": 32, "checkpoint_every": 100},
     "sample": {"steps": 20},
 }
