@@ -144,14 +144,7 @@ def save_checkpoint(
         for path in tmp.iterdir():
             fsync_path(path)
         fsync_path(tmp)
-        if final.exists():
-            old = run.checkpoints_dir / f".old-{final.name}-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-        fsync_path(run.checkpoints_dir)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -230,6 +223,23 @@ def append_metrics(path: str | os.PathLike[str], record: dict[str, Any]) -> None
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished directory `src` to `dst`, replacing an existing `dst`.
+
+    rename(2) cannot replace a non-empty directory, so an old `dst` is moved aside first; a crash
+    between the two renames leaves `dst` missing, never half-written.
+    """
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old)
+    else:
+        os.replace(src, dst)
+    fsync_path(dst.parent)
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import replace_dir
 from .codec import Codec, TokenSpec
 from .config import DataConfig
 from .plugins import DatasetInfo, Plugin
@@ -67,8 +68,7 @@ def _fit_and_save(
     tmp.mkdir(parents=True)
     codec.save(tmp)
     (tmp / CODEC_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(codec_dir, ignore_errors=True)
-    os.replace(tmp, codec_dir)
+    replace_dir(tmp, codec_dir)
 
 
 def _encode(codec: Codec, items: list[Any]) -> torch.Tensor:

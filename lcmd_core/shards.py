@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
-from lcmd_core.checkpoint import fsync_path, sha256_file
+from lcmd_core.checkpoint import fsync_path, replace_dir, sha256_file
 from lcmd_core.codec import TokenSpec
 
 FORMAT = "lcmd-token-shards"
@@ -112,7 +112,7 @@ def write_shards(
         (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
         fsync_path(tmp / INDEX_NAME)
         fsync_path(tmp)
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -359,17 +359,3 @@ def _is_int_tensor(x: object) -> bool:
     return isinstance(x, torch.Tensor) and not (
         x.is_floating_point() or x.is_complex() or x.dtype == torch.bool
     )
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory `src` to `dst`, replacing an existing `dst`."""
-    if dst.exists():
-        # rename(2) cannot replace a non-empty directory: move the old one aside first.
-        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old)
-    else:
-        os.replace(src, dst)
-    fsync_path(dst.parent)
