@@ -315,6 +315,12 @@ class Trainer:
             train_set = TokenDataset(self.shards_dir, "train")
         self.run.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run.config_path, cfg.model_dump(mode="json"))
+        precision = "bf16 autocast" if self.autocast_dtype else "fp32"
+        self._log(
+            f"{self.device.type}, {precision}, attention "
+            f"{self.model.denoiser.backend_for(self.device)}, "
+            f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters"
+        )
 
         record: dict[str, float] = {}
         with self._progress(total) as advance:

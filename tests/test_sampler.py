@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lcmd_core import LCMD, Sampler, ShiftedCosineSchedule
 from lcmd_core import objective as obj
@@ -117,3 +119,22 @@ def test_temperature_sampling_and_self_conditioning_run():
 def test_sampler_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         small_model().sample(2, **kwargs)
+
+
+@settings(deadline=None, max_examples=20)
+@given(
+    mask_seed=st.integers(0, 2**16),
+    fraction=st.floats(0.0, 1.0),
+    kind=st.sampled_from(["ancestral", "ddim"]),
+    steps=st.integers(1, 6),
+)
+def test_any_known_subset_is_kept_exactly(mask_seed, fraction, kind, steps):
+    model = small_model()
+    gen = torch.Generator().manual_seed(mask_seed)
+    values = torch.randint(0, 9, (3, 6), generator=gen)
+    known = torch.where(torch.rand(3, 6, generator=gen) < fraction, values, -1)
+    out = model.sample(
+        3, steps=steps, known=known, seed=mask_seed, sampler=kind, labels=torch.tensor([0, 1, 2])
+    )
+    assert torch.equal(out[known >= 0], known[known >= 0])
+    assert out.min() >= 0 and out.max() < 9
