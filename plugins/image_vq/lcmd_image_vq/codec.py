@@ -1,0 +1,306 @@
+"""The `vqvae` codec: uint8 images (H, W, C) ↔ a grid of VQ-VAE code indices."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from lcmd_core.codec import TokenSpec, fingerprint_of
+from lcmd_core.plugins import PluginError
+from lcmd_image_vq.vqvae import VQVAE, perplexity
+
+WEIGHTS_FILE = "vqvae.safetensors"
+STATE_FILE = "vqvae.json"
+ENCODE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class VQOptions:
+    """The codec's options (`data.codec_options`)."""
+
+    size: int = 28
+    channels: int = 1
+    factor: int = 4
+    codebook_size: int = 256
+    code_dim: int = 32
+    hidden: int = 64
+    res_blocks: int = 2
+    train_steps: int = 800
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise PluginError(f"codec vqvae: channels must be 1 or 3, got {self.channels}")
+        if self.factor not in (2, 4, 8):
+            raise PluginError(f"codec vqvae: factor must be 2, 4 or 8, got {self.factor}")
+        if self.size < self.factor or self.size % self.factor:
+            raise PluginError(
+                f"codec vqvae: size {self.size} is not a multiple of factor {self.factor}"
+            )
+        positive = ("codebook_size", "code_dim", "hidden", "train_steps", "batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise PluginError(f"codec vqvae: {name} must be at least 1")
+        if self.codebook_size < 2 or self.res_blocks < 0 or not self.lr > 0:
+            raise PluginError("codec vqvae: needs codebook_size >= 2, res_blocks >= 0, lr > 0")
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> VQOptions:
+        """Options from a plain dict, refusing unknown keys and values of the wrong type."""
+        known = cls.__dataclass_fields__
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise PluginError(
+                f"codec vqvae: unknown option {', '.join(unknown)} (known: {', '.join(known)})"
+            )
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            kind = float if name == "lr" else int
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PluginError(f"codec vqvae: option {name} must be a number, got {value!r}")
+            if kind is int and value != int(value):
+                raise PluginError(f"codec vqvae: option {name} must be an integer, got {value}")
+            values[name] = kind(value)
+        return cls(**values)
+
+
+class VQCodec:
+    """Images (size, size, channels) uint8 ↔ `LongTensor[N, h*w]`, h = w = size / factor.
+
+    `fit` trains the VQ-VAE on CPU with a fixed seed and keeps `report` (reconstruction MSE on
+    [0, 1] pixels, perplexity, dead codes and the fraction of codes used, all on the fit data).
+    """
+
+    name = "vqvae"
+    needs_fit = True
+
+    def __init__(self, options: VQOptions | None = None) -> None:
+        self.options = options or VQOptions()
+        self.model: VQVAE | None = None
+        self.report: dict[str, float] = {}
+        self._weights_hash = ""
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The token grid (h, w)."""
+        side = self.options.size // self.options.factor
+        return side, side
+
+    @property
+    def token_spec(self) -> TokenSpec:
+        self._fitted()
+        return TokenSpec(
+            vocab_size=self.options.codebook_size,
+            token_shape=self.grid,
+            fingerprint=fingerprint_of(self.name, asdict(self.options), self._weights_hash),
+        )
+
+    def _fitted(self) -> VQVAE:
+        if self.model is None:
+            raise PluginError("vqvae codec is not fitted: call fit(items) or load(directory) first")
+        return self.model
+
+    def _new_model(self) -> VQVAE:
+        o = self.options
+        return VQVAE(
+            channels=o.channels,
+            hidden=o.hidden,
+            code_dim=o.code_dim,
+            codebook_size=o.codebook_size,
+            factor=o.factor,
+            res_blocks=o.res_blocks,
+            seed=o.seed,
+        )
+
+    def _to_tensor(self, items: Sequence[Any]) -> torch.Tensor:
+        """Validated uint8 images → float [N, C, H, W] in [0, 1]."""
+        o = self.options
+        expected = (o.size, o.size, o.channels)
+        for i, item in enumerate(items):
+            if not isinstance(item, np.ndarray) or item.dtype != np.uint8 or item.shape != expected:
+                got = (
+                    f"{item.dtype} array of shape {item.shape}"
+                    if isinstance(item, np.ndarray)
+                    else type(item).__name__
+                )
+                raise PluginError(
+                    f"vqvae codec: item {i} is a {got}; expected uint8 arrays of shape {expected} "
+                    "(resize images in the data reader or set codec_options size/channels)"
+                )
+        if not items:
+            return torch.zeros(0, o.channels, o.size, o.size)
+        array = np.stack(items).transpose(0, 3, 1, 2)
+        return torch.from_numpy(np.ascontiguousarray(array)).float() / 255.0
+
+    def fit(self, items: Sequence[np.ndarray]) -> None:
+        """Train the VQ-VAE on `items`; prints a progress line every tenth of the steps."""
+        o = self.options
+        images = self._to_tensor(items)
+        if len(images) == 0:
+            raise PluginError("vqvae codec: cannot fit on zero images")
+        log_every = max(1, o.train_steps // 10)
+        start = time.perf_counter()
+        with torch.random.fork_rng():
+            torch.manual_seed(o.seed)
+            model = self._new_model()
+            optimizer = torch.optim.Adam(model.parameters(), lr=o.lr)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, o.train_steps)
+            batches = torch.Generator().manual_seed(o.seed)
+            model.train()
+            for step in range(1, o.train_steps + 1):
+                index = torch.randint(len(images), (o.batch_size,), generator=batches)
+                out = model(images[index])
+                optimizer.zero_grad()
+                out["loss"].backward()
+                optimizer.step()
+                schedule.step()
+                if step % log_every == 0 or step == o.train_steps:
+                    print(
+                        f"vqvae step {step}/{o.train_steps}: mse {out['mse'].item():.4f} "
+                        f"perplexity {perplexity(out['codes'], o.codebook_size):.1f} "
+                        f"restarted codes {model.quantizer.restarts} "
+                        f"({time.perf_counter() - start:.0f}s)",
+                        flush=True,
+                    )
+                    model.quantizer.restarts = 0
+        model.eval()
+        self._set_model(model)
+        self.report = self._measure(images)
+        print(
+            f"vqvae fitted in {time.perf_counter() - start:.0f}s: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in self.report.items()),
+            flush=True,
+        )
+
+    def _set_model(self, model: VQVAE) -> None:
+        self.model = model
+        digest = hashlib.sha256()
+        for key, tensor in sorted(model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().contiguous().numpy().tobytes())
+        self._weights_hash = digest.hexdigest()
+
+    def _measure(self, images: torch.Tensor) -> dict[str, float]:
+        """Reconstruction MSE and codebook statistics of the fitted model on `images`."""
+        model = self._fitted()
+        codes, squared = [], 0.0
+        for i in range(0, len(images), ENCODE_BATCH):
+            batch = images[i : i + ENCODE_BATCH]
+            batch_codes = model.encode(batch)
+            squared += float(((model.decode(batch_codes) - batch) ** 2).sum())
+            codes.append(batch_codes)
+        all_codes = torch.cat(codes)
+        used = int(torch.unique(all_codes).numel())
+        k = self.options.codebook_size
+        return {
+            "mse": squared / images.numel(),
+            "perplexity": perplexity(all_codes, k),
+            "dead_codes": float(k - used),
+            "codebook_usage": used / k,
+        }
+
+    def encode(self, items: Sequence[np.ndarray]) -> torch.Tensor:
+        """Images → `LongTensor[N, h*w]` of code indices (row-major over the grid)."""
+        model = self._fitted()
+        images = self._to_tensor(items)
+        parts = [
+            model.encode(images[i : i + ENCODE_BATCH]).flatten(1)
+            for i in range(0, len(images), ENCODE_BATCH)
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0, math.prod(self.grid), dtype=torch.long)
+
+    def decode(self, tokens: torch.Tensor) -> list[np.ndarray]:
+        """`LongTensor[N, h*w]` → uint8 images (size, size, channels)."""
+        model = self._fitted()
+        h, w = self.grid
+        k = self.options.codebook_size
+        if tokens.ndim != 2 or tokens.shape[1] != h * w:
+            raise PluginError(
+                f"vqvae codec decodes tokens of shape [N, {h * w}], got {list(tokens.shape)}"
+            )
+        if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < k:
+            raise PluginError(f"vqvae codec: token ids must lie in [0, {k})")
+        images = [
+            model.decode(tokens[i : i + ENCODE_BATCH].long().reshape(-1, h, w))
+            for i in range(0, len(tokens), ENCODE_BATCH)
+        ]
+        if not images:
+            return []
+        pixels = (torch.cat(images) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return list(pixels.numpy())
+
+    def write(self, items: Sequence[np.ndarray], directory: Path) -> list[Path]:
+        """Write `sample-NNNN.png` per image and `grid.png` (a near-square grid of them)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        pictures = [_picture(item) for item in items]
+        paths = []
+        for i, picture in enumerate(pictures):
+            path = directory / f"sample-{i:04d}.png"
+            picture.save(path)
+            paths.append(path)
+        if pictures:
+            path = directory / "grid.png"
+            _grid(pictures).save(path)
+            paths.append(path)
+        return paths
+
+    def save(self, directory: Path) -> None:
+        """Write the weights (`vqvae.safetensors`) and options + report (`vqvae.json`)."""
+        model = self._fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, directory / WEIGHTS_FILE)
+        meta = {"codec": self.name, "options": asdict(self.options), "report": self.report}
+        (directory / STATE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    def load(self, directory: Path) -> None:
+        """Restore the options, weights and report written by `save`."""
+        directory = Path(directory)
+        meta_path, weights_path = directory / STATE_FILE, directory / WEIGHTS_FILE
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise PluginError(
+                f"vqvae codec: {directory} lacks {STATE_FILE} or {WEIGHTS_FILE}; save a fitted "
+                "codec there"
+            )
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("codec") != self.name:
+            raise PluginError(f"vqvae codec: {meta_path} holds codec {meta.get('codec')!r}")
+        self.options = VQOptions.from_dict(meta["options"])
+        model = self._new_model()
+        model.load_state_dict(load_file(weights_path))
+        model.eval()
+        self._set_model(model)
+        self.report = dict(meta.get("report", {}))
+
+
+def _picture(item: np.ndarray) -> Image.Image:
+    if not isinstance(item, np.ndarray) or item.dtype != np.uint8 or item.ndim != 3:
+        raise PluginError("vqvae codec writes uint8 arrays of shape (H, W, C)")
+    return Image.fromarray(item[:, :, 0] if item.shape[2] == 1 else item)
+
+
+def _grid(pictures: list[Image.Image], pad: int = 2) -> Image.Image:
+    """The pictures in a near-square grid, `pad` pixels apart."""
+    cols = math.ceil(math.sqrt(len(pictures)))
+    rows = math.ceil(len(pictures) / cols)
+    w, h = pictures[0].size
+    grid = Image.new(pictures[0].mode, (cols * (w + pad) + pad, rows * (h + pad) + pad))
+    for i, picture in enumerate(pictures):
+        row, col = divmod(i, cols)
+        grid.paste(picture, (pad + col * (w + pad), pad + row * (h + pad)))
+    return grid
