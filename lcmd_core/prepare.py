@@ -58,10 +58,16 @@ def load_codec(plugin: Plugin, data: DataConfig, codec_dir: Path) -> tuple[Codec
 
 
 def _fit_and_save(
-    codec: Codec, info: DatasetInfo, root: Path | None, codec_dir: Path, meta: dict[str, Any]
+    codec: Codec,
+    info: DatasetInfo,
+    root: Path | None,
+    codec_dir: Path,
+    meta: dict[str, Any],
+    log: Any,
 ) -> None:
     if codec.needs_fit:
         items, _ = info.load("train", root)
+        log(f"fitting codec {meta['codec']!r} on {len(items)} items of {info.name}/train")
         codec.fit(items)
     tmp = codec_dir.with_name(f".tmp-{codec_dir.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -93,8 +99,7 @@ def prepare_data(
     meta = {"plugin": plugin.name, "dataset": info.name, "codec": name, "options": options}
     marker = codec_dir / CODEC_MARKER
     if force or not marker.is_file() or json.loads(marker.read_text()) != meta:
-        log(f"fitting codec {name!r} on {info.name}/train")
-        _fit_and_save(plugin.codec(name, options), info, root, codec_dir, meta)
+        _fit_and_save(plugin.codec(name, options), info, root, codec_dir, meta, log)
     codec, spec = load_codec(plugin, data, codec_dir)
 
     if not force and (shards_dir / "index.json").is_file():

@@ -44,8 +44,8 @@ class VQOptions:
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise PluginError(f"codec vqvae: channels must be 1 or 3, got {self.channels}")
-        if self.factor not in (2, 4, 8):
-            raise PluginError(f"codec vqvae: factor must be 2, 4 or 8, got {self.factor}")
+        if self.factor not in (2, 4, 8, 16):
+            raise PluginError(f"codec vqvae: factor must be 2, 4, 8 or 16, got {self.factor}")
         if self.size < self.factor or self.size % self.factor:
             raise PluginError(
                 f"codec vqvae: size {self.size} is not a multiple of factor {self.factor}"

@@ -6,11 +6,19 @@ Import-light: registering imports neither torch nor the codec; the factory impor
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmd_core.plugins import DatasetInfo, hookimpl
 from lcmd_image_vq.mnist import CLASS_NAMES, SIZE, SOURCE, read_mnist
-from lcmd_image_vq.readers import FASHION_MNIST_CLASSES, FASHION_MNIST_SOURCE, read_fashion_mnist
+from lcmd_image_vq.readers import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_SOURCE,
+    LSUN_SOURCE,
+    read_fashion_mnist,
+    read_image_folder,
+    read_lsun,
+)
 
 if TYPE_CHECKING:
     from lcmd_image_vq.codec import VQCodec
@@ -29,6 +37,54 @@ MNIST = {
     "train": {"max_steps": 1500, "global_batch_size": 64, "checkpoint_every": 500},
     "sample": {"steps": 50, "guidance": 2.0},
 }
+
+
+# The paper's setting (SPEC §7–8, reconstructed [I]): 256 px, 16×16 tokens, K = 1024, a DiT-B
+# denoiser, 400k steps at batch 256 (ImageNet: 1M steps, 50 sampling steps with guidance).
+PAPER_CODEC = {
+    "size": 256,
+    "channels": 3,
+    "factor": 16,
+    "codebook_size": 1024,
+    "code_dim": 256,
+    "hidden": 128,
+    "train_steps": 100_000,
+    "batch_size": 32,
+}
+PAPER = {
+    "model": {"size": "B", "embed_dim": 64},
+    "optim": {"lr": 3e-4, "embed_lr": 3e-3, "warmup_steps": 5000, "ema_decay": 0.9999},
+    "train": {"max_steps": 400_000, "global_batch_size": 256, "checkpoint_every": 5000},
+    "sample": {"steps": 200},
+}
+IMAGENET = {
+    **PAPER,
+    "train": {"max_steps": 1_000_000, "global_batch_size": 256, "checkpoint_every": 5000},
+    "sample": {"steps": 50, "guidance": 2.0},
+}
+FFHQ_SOURCE = "the FFHQ release (images1024x1024 or a 256 px export) under DATA_ROOT/ffhq/"
+IMAGENET_SOURCE = (
+    "the ILSVRC2012 train/val images arranged as DATA_ROOT/imagenet/{train,val}/<wnid>/"
+)
+
+
+def _lsun(category: str) -> Callable[[Path | None, str], tuple[Any, None]]:
+    def read(root: Path | None, split: str) -> tuple[Any, None]:
+        return read_lsun(root, category, split, size=256)
+
+    return read
+
+
+def _read_ffhq(root: Path | None, split: str) -> tuple[Any, None]:
+    items, _, _ = read_image_folder(root / "ffhq", split, 256, classes=False, source=FFHQ_SOURCE)
+    return items, None
+
+
+def _read_imagenet(root: Path | None, split: str) -> tuple[Any, list[int] | None]:
+    items, labels, _ = read_image_folder(
+        root / "imagenet", split, 256, classes=True, source=IMAGENET_SOURCE
+    )
+    return items, labels
 
 
 def vqvae_codec(options: dict[str, Any]) -> VQCodec:
@@ -71,8 +127,50 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
         )
     )
 
+    for name, category, what in (
+        ("lsun_church", "church_outdoor", "LSUN Churches"),
+        ("lsun_bedroom", "bedroom", "LSUN Bedrooms"),
+    ):
+        register(
+            DatasetInfo(
+                name=name,
+                description=f"{what} from the official LMDB (or an image folder), 256 px",
+                read=_lsun(category),
+                default_codec="vqvae",
+                codec_options=PAPER_CODEC,
+                needs_root=True,
+                source=LSUN_SOURCE,
+            )
+        )
+    register(
+        DatasetInfo(
+            name="ffhq",
+            description="FFHQ faces from DATA_ROOT/ffhq/ (any depth), 256 px",
+            read=_read_ffhq,
+            default_codec="vqvae",
+            codec_options=PAPER_CODEC,
+            needs_root=True,
+            source=FFHQ_SOURCE,
+        )
+    )
+    register(
+        DatasetInfo(
+            name="imagenet",
+            description="ImageNet, DATA_ROOT/imagenet/{train,val}/<wnid>/, 256 px, 1000 classes",
+            read=_read_imagenet,
+            default_codec="vqvae",
+            codec_options=PAPER_CODEC,
+            num_classes=1000,
+            needs_root=True,
+            source=IMAGENET_SOURCE,
+        )
+    )
+
 
 @hookimpl
 def lcmd_register_presets(register: Callable[..., None]) -> None:
     register("tiny", TINY, "small VQ-VAE (150 steps) and a 2-layer width-64 LCMD: about a minute")
+    for name in ("lsun_church", "lsun_bedroom", "ffhq"):
+        register(name, PAPER, "the paper's setting [reconstructed]: DiT-B, 400k steps, GPU-days")
+    register("imagenet", IMAGENET, "the paper's ImageNet setting [reconstructed]: 50 steps, CFG")
     register("mnist", MNIST, "7×7 tokens, K=256; 4-layer width-128 LCMD, 1500 steps (~6 min)")

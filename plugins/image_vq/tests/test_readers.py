@@ -388,3 +388,42 @@ def test_image_folder_corrupt_file_raises_on_access(tmp_path: Path) -> None:
 def test_unknown_split_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(PluginError, match="unknown split 'val'"):
         read_fashion_mnist(tmp_path, "val")
+
+
+@pytest.mark.parametrize("data", ["lsun_church", "lsun_bedroom", "ffhq", "imagenet"])
+def test_real_datasets_without_root_are_one_line_errors(data: str, capsys, tmp_path: Path) -> None:
+    from lcmd_core.cli import main
+
+    assert main(["prepare", "--plugin", "image_vq", "--data", data, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--data-root" in err[0]
+
+
+def test_prepare_encodes_a_real_format_lsun_lmdb(tmp_path: Path) -> None:
+    """`lcmd prepare --data lsun_church` on a WebP LMDB: crop/resize to 256, VQ fit, shards."""
+    from lcmd_core.cli import main
+    from lcmd_core.shards import read_index
+
+    if not features.check("webp"):
+        pytest.skip("this Pillow has no WebP support")
+    values = {lsun_key(i): encoded(i, "WEBP", (40 + i, 30)) for i in range(12)}
+    write_lmdb(tmp_path / "church_outdoor_train_lmdb", values)
+    small = "{hidden: 8, code_dim: 8, codebook_size: 16, train_steps: 2, batch_size: 4}"
+    out = tmp_path / "run"
+    argv = [
+        "prepare",
+        "--plugin",
+        "image_vq",
+        "--data",
+        "lsun_church",
+        "--data-root",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--set",
+        f"data.codec_options={small}",
+    ]
+    assert main(argv) == 0
+    index = read_index(out / "shards")
+    assert index["spec"]["token_shape"] == [16, 16] and index["spec"]["vocab_size"] == 16
+    assert sum(split["size"] for split in index["splits"].values()) == 12
