@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,7 +253,14 @@ def load_fid_inception(path: str | Path) -> FIDInceptionV3:
     raw = path.read_bytes()
     try:
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refusal, or not a torch file at all
+    except pickle.UnpicklingError as e:  # weights_only refused a non-tensor object
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f"it references {found.group(1)}" if found else "it holds more than tensors"
+        raise PluginError(
+            f"{path.name} is not a plain state_dict (expected {WEIGHTS_NAME}): {what}; "
+            "refused without running it"
+        ) from None
+    except Exception as e:  # not a torch file at all
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PluginError(
             f"{path.name} is not a plain state_dict (expected {WEIGHTS_NAME}): {reason}"
