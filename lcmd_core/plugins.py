@@ -105,12 +105,27 @@ class DatasetInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricContext:
+    """What `Trainer.evaluate` gives a metric registered with `needs_context=True`."""
+
+    dataset: DatasetInfo
+    split: str  # the evaluated split, whose decoded tokens are the `references`
+    sample_labels: list[int] | None  # the class each sample was generated for
+    load: Callable[[str], tuple[list[Any], list[int] | None]]  # raw items and labels of a split
+    cache_dir: Path  # in the run directory, for what a metric computes once (a classifier)
+
+
+@dataclass(frozen=True, kw_only=True)
 class MetricInfo:
-    """A sample-quality metric: `compute(samples, references, codec) -> {key: value}`."""
+    """A sample-quality metric: `compute(samples, references, codec, context) -> {key: value}`.
+
+    `samples` are decoded generated items, `references` the decoded items of the evaluated split,
+    `context` a `MetricContext` (labels, raw data, a cache directory) for metrics that need more.
+    """
 
     name: str
     description: str
-    compute: Callable[[list[Any], list[Any], Codec], dict[str, float]]
+    compute: Callable[[list[Any], list[Any], Codec, MetricContext], dict[str, float]]
     higher_is_better: dict[str, bool] | None = None
 
 

@@ -40,7 +40,9 @@ def spec_with_classes(spec: TokenSpec, info: DatasetInfo) -> TokenSpec:
 def _codec_choice(plugin: Plugin, data: DataConfig) -> tuple[DatasetInfo, str, dict[str, Any]]:
     info = plugin.dataset(data.dataset)
     name = data.codec or info.default_codec
-    return info, name, {**info.codec_options, **data.codec_options}
+    # The data set's codec options describe its default codec; another codec gets only the user's.
+    defaults = info.codec_options if name == info.default_codec else {}
+    return info, name, {**defaults, **data.codec_options}
 
 
 def load_codec(plugin: Plugin, data: DataConfig, codec_dir: Path) -> tuple[Codec, TokenSpec]:

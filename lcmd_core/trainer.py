@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -27,7 +28,7 @@ from .codec import Codec, TokenSpec
 from .config import RunConfig, validate_config
 from .ema import EMA
 from .model import LCMD
-from .plugins import Plugin, get_plugin
+from .plugins import MetricContext, Plugin, get_plugin
 from .prepare import Prepared, load_codec, prepare_data
 from .shards import EpochSampler, ShardError, TokenDataset, check_compatible, read_index
 
@@ -537,8 +538,19 @@ class Trainer:
                 out_dir=self.run.samples_dir / f"eval-{self.step:07d}",
             )
             refs = self.prepared.codec.decode(data.tokens(torch.arange(count)))
+            root = self.config.data.data_root
+            context = MetricContext(
+                dataset=self.prepared.dataset,
+                split=split,
+                sample_labels=None if drawn.labels is None else drawn.labels.tolist(),
+                load=functools.partial(
+                    self.prepared.dataset.load, data_root=Path(root).expanduser() if root else None
+                ),
+                cache_dir=self.run.path / "metric_cache",
+            )
             for name, metric in self.plugin.metrics.items():
-                for key, value in metric.compute(drawn.items, refs, self.prepared.codec).items():
+                scores = metric.compute(drawn.items, refs, self.prepared.codec, context)
+                for key, value in scores.items():
                     results[f"{name}/{key}"] = float(value)
         protocol = {
             "split": split,

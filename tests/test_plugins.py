@@ -68,7 +68,9 @@ def read_digits(data_root: Path | None, split: str) -> tuple[list[str], list[int
     return items, [len(item) % 2 for item in items]
 
 
-def exact_rate(samples: list[str], references: list[str], codec: object) -> dict[str, float]:
+def exact_rate(
+    samples: list[str], references: list[str], codec: object, context: object
+) -> dict[str, float]:
     return {"exact": sum(s in references for s in samples) / len(samples)}
 
 

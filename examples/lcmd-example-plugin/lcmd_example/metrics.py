@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def name_validity(samples: list[str], references: list[str], codec: Any) -> dict[str, float]:
+def name_validity(
+    samples: list[str], references: list[str], codec: Any, context: Any
+) -> dict[str, float]:
     """Fractions of samples that are exact reference names and of sample words seen in them.
 
-    `references` are real names (the training split, say); the codec is not needed here. Empty
-    inputs score 0.
+    `references` are real names (the evaluated split); neither the codec nor the context is
+    needed here. Empty inputs score 0.
     """
     names = set(references)
     vocabulary = {word for name in references for word in name.split()}

@@ -132,10 +132,10 @@ def test_write_puts_one_sample_per_line(tmp_path) -> None:
 def test_name_validity_on_known_inputs() -> None:
     references = ["LATIN SMALL LETTER A", "DIGIT ONE"]
     samples = ["DIGIT ONE", "LATIN SMALL ONE", "LATIN SMAL LETTER", ""]
-    scores = example().metrics["name_validity"].compute(samples, references, CharsCodec())
+    scores = example().metrics["name_validity"].compute(samples, references, CharsCodec(), None)
     # 1 of 4 samples is a real name; 7 of 8 words are real ("SMAL" is not).
     assert scores == {"valid_name_fraction": 0.25, "valid_word_fraction": 0.875}
-    assert name_validity([], references, None) == {
+    assert name_validity([], references, None, None) == {
         "valid_name_fraction": 0.0,
         "valid_word_fraction": 0.0,
     }

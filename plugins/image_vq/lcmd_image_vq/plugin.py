@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lcmd_core.plugins import DatasetInfo, hookimpl
+from lcmd_core.plugins import DatasetInfo, MetricInfo, hookimpl
+from lcmd_image_vq.metrics import HIGHER_IS_BETTER, classifier_metrics
 from lcmd_image_vq.mnist import CLASS_NAMES, SIZE, SOURCE, read_mnist
 from lcmd_image_vq.readers import (
     FASHION_MNIST_CLASSES,
@@ -22,6 +23,7 @@ from lcmd_image_vq.readers import (
 
 if TYPE_CHECKING:
     from lcmd_image_vq.codec import VQCodec
+    from lcmd_image_vq.taming_codec import TamingCodec
 
 TINY_CODEC = {"train_steps": 150, "hidden": 32, "code_dim": 16, "res_blocks": 1}
 TINY = {
@@ -94,9 +96,17 @@ def vqvae_codec(options: dict[str, Any]) -> VQCodec:
     return VQCodec(VQOptions.from_dict(options))
 
 
+def taming_codec(options: dict[str, Any]) -> TamingCodec:
+    """The `taming` codec (a pretrained taming-transformers VQGAN); options: `TamingOptions`."""
+    from lcmd_image_vq.taming_codec import TamingCodec, TamingOptions
+
+    return TamingCodec(TamingOptions.from_dict(options))
+
+
 @hookimpl
 def lcmd_register_codecs(register: Callable[..., None]) -> None:
     register("vqvae", vqvae_codec)
+    register("taming", taming_codec)
 
 
 @hookimpl
@@ -174,3 +184,16 @@ def lcmd_register_presets(register: Callable[..., None]) -> None:
         register(name, PAPER, "the paper's setting [reconstructed]: DiT-B, 400k steps, GPU-days")
     register("imagenet", IMAGENET, "the paper's ImageNet setting [reconstructed]: 50 steps, CFG")
     register("mnist", MNIST, "7×7 tokens, K=256; 4-layer width-128 LCMD, 1500 steps (~6 min)")
+
+
+@hookimpl
+def lcmd_register_metrics(register: Callable[..., None]) -> None:
+    register(
+        MetricInfo(
+            name="classifier",
+            description="FID, precision/recall (k=3) and class accuracy in the features of a small "
+            "CNN trained on the train split (labelled data sets only; cached in the run)",
+            compute=classifier_metrics,
+            higher_is_better=HIGHER_IS_BETTER,
+        )
+    )

@@ -27,24 +27,32 @@ def feature_stats(features: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, centred.T @ centred / (len(x) - 1)
 
 
+def _root_eigenvalues(values: torch.Tensor) -> torch.Tensor:
+    """Square roots of a PSD matrix's eigenvalues, those within round-off of 0 set to 0.
+
+    Eigenvalues below `D * eps * max|eigenvalue|` are round-off of zero (as in `pinv`); their
+    square roots would turn an error of eps into one of sqrt(eps), so they count as 0.
+    """
+    tolerance = len(values) * torch.finfo(values.dtype).eps * values.abs().max()
+    return torch.where(values > tolerance, values, 0.0).sqrt()
+
+
 def _psd_sqrt(sigma: torch.Tensor) -> torch.Tensor:
-    """Square root of a symmetric positive semi-definite matrix (negative round-off clipped)."""
+    """Square root of a symmetric positive semi-definite matrix."""
     values, vectors = torch.linalg.eigh((sigma + sigma.T) / 2)
-    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+    return (vectors * _root_eigenvalues(values)) @ vectors.T
 
 
-def frechet_distance(
-    mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike
-) -> float:
+def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
 
     `|mu1 - mu2|² + Tr S1 + Tr S2 - 2 Tr sqrt(S1 S2)`. `S1 S2` is not symmetric, but it is similar
     to `A = sqrt(S1) S2 sqrt(S1)`, which is symmetric PSD, so `Tr sqrt(S1 S2)` is the sum of the
     square roots of `A`'s eigenvalues. Both square roots come from symmetric eigendecompositions
-    (`eigh`, real by construction) with eigenvalues clipped at 0, so a singular covariance (fewer
-    samples than dimensions) needs no offset and gives no complex parts, unlike `scipy.linalg.sqrtm`
-    on `S1 S2`. Round-off leaves about 1e-12 relative to the traces, so identical inputs give ~0
-    (possibly a tiny negative number).
+    (`eigh`, real by construction) with eigenvalues within round-off of 0 set to 0, so a singular
+    covariance (fewer samples than dimensions) needs no offset and gives no complex parts, unlike
+    `scipy.linalg.sqrtm` on `S1 S2`. Identical inputs give ~1e-12 relative to the traces (possibly
+    a tiny negative number).
     """
     m1, m2, s1, s2 = map(_f64, (mu1, mu2, sigma1, sigma2))
     if m1.shape != m2.shape or s1.shape != s2.shape or s1.shape != (len(m1), len(m1)):
@@ -54,7 +62,7 @@ def frechet_distance(
         )
     root1 = _psd_sqrt(s1)
     inner = root1 @ s2 @ root1
-    tr_covmean = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp(min=0).sqrt().sum()
+    tr_covmean = _root_eigenvalues(torch.linalg.eigvalsh((inner + inner.T) / 2)).sum()
     diff = m1 - m2
     return float(diff @ diff + s1.trace() + s2.trace() - 2 * tr_covmean)
 

@@ -238,7 +238,7 @@ def test_entry_point_module_does_not_import_torch() -> None:
 
 def test_plugin_registers_codec_dataset_and_presets() -> None:
     plugin = image_vq()
-    assert plugin.default_dataset == "mnist" and list(plugin.codecs) == ["vqvae"]
+    assert plugin.default_dataset == "mnist" and list(plugin.codecs) == ["vqvae", "taming"]
     info = plugin.dataset()
     assert (info.default_codec, info.num_classes) == ("vqvae", 10)
     assert info.class_names == tuple("0123456789")
