@@ -8,12 +8,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -37,13 +35,7 @@ CONFIG = [
 FAST = [*CONFIG, "--max-steps", str(STEPS), "--no-progress"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """These models are tiny: intra-op threads only add overhead (a lot, on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lcmd(*args: object, pm: object = None) -> tuple[int, str, str]:

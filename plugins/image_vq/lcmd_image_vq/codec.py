@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from lcmd_core.codec import TokenSpec, fingerprint_of
 from lcmd_core.plugins import PluginError
+from lcmd_image_vq.options import options_from_dict
 from lcmd_image_vq.vqvae import VQVAE, perplexity
 
 WEIGHTS_FILE = "vqvae.safetensors"
@@ -60,21 +61,7 @@ class VQOptions:
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> VQOptions:
         """Options from a plain dict, refusing unknown keys and values of the wrong type."""
-        known = cls.__dataclass_fields__
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise PluginError(
-                f"codec vqvae: unknown option {', '.join(unknown)} (known: {', '.join(known)})"
-            )
-        values: dict[str, Any] = {}
-        for name, value in options.items():
-            kind = float if name == "lr" else int
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise PluginError(f"codec vqvae: option {name} must be a number, got {value!r}")
-            if kind is int and value != int(value):
-                raise PluginError(f"codec vqvae: option {name} must be an integer, got {value}")
-            values[name] = kind(value)
-        return cls(**values)
+        return options_from_dict(cls, "vqvae", options)
 
 
 class VQCodec:

@@ -14,6 +14,7 @@ import torch
 from lcmd_core.codec import TokenSpec, fingerprint_of
 from lcmd_core.plugins import PluginError
 from lcmd_image_vq.codec import VQCodec
+from lcmd_image_vq.options import options_from_dict
 from lcmd_image_vq.taming import TamingVQGAN, file_sha256, load_taming, read_used_codes
 
 STATE_FILE = "taming.json"
@@ -47,20 +48,7 @@ class TamingOptions:
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> TamingOptions:
         """Options from a plain dict, refusing unknown keys and values of the wrong type."""
-        fields = cls.__dataclass_fields__
-        unknown = sorted(set(options) - set(fields))
-        if unknown:
-            raise PluginError(
-                f"codec taming: unknown option {', '.join(unknown)} (known: {', '.join(fields)})"
-            )
-        kinds = {"checkpoint": str, "config": str, "used_codes": str, "remap": bool}
-        for name, value in options.items():
-            kind = kinds.get(name, int)
-            if type(value) is not kind:
-                raise PluginError(
-                    f"codec taming: option {name} must be a {kind.__name__}, got {value!r}"
-                )
-        return cls(**options)
+        return options_from_dict(cls, "taming", options)
 
 
 class TamingCodec:

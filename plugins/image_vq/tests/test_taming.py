@@ -93,12 +93,7 @@ def train(model: TamingVQGAN, x: torch.Tensor, steps: int = 120) -> None:
     model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
