@@ -154,7 +154,7 @@ class Trainer:
         trainer = cls(config, run_dir=run.path, resume=True, progress=progress, pm=pm)
         trainer._load_codec()
         trainer._build()
-        if not trainer._restore():
+        if trainer._restore() is None:
             raise TrainerError(f"{run.path} has no checkpoint yet; train it first")
         return trainer
 
@@ -222,10 +222,11 @@ class Trainer:
         return micro, train.global_batch_size // micro
 
     # ---------------------------------------------------------------------------- checkpoints
-    def _restore(self) -> bool:
+    def _restore(self) -> dict[str, Any] | None:
+        """Load the latest checkpoint into model, EMA and optimizer; returns its state and RNG."""
         latest = self.run.latest()
         if latest is None:
-            return False
+            return None
         ckpt = load_checkpoint(latest)
         state = ckpt["state"]
         saved_fp = state.get("fingerprint")
@@ -247,9 +248,7 @@ class Trainer:
             ) from None
         self.step = ckpt["step"]
         self.nonfinite_steps = state.get("nonfinite_steps", 0)
-        self._sampler_state = state.get("sampler")
-        self._rng_state = ckpt["rng"]
-        return True
+        return {**state, "rng": ckpt["rng"]}
 
     def _save(self) -> Path:
         assert self.model is not None and self.ema is not None and self.optimizer is not None
@@ -303,12 +302,12 @@ class Trainer:
             train_set = TokenDataset(self.shards_dir, "train")
             check_compatible(train_set.index, self.spec)
             self.sampler = EpochSampler(len(train_set), cfg.train.seed)
-            resumed = self.resume and self._restore()
+            resumed = self._restore() if self.resume else None
             if resumed:
                 self._trim_metrics()
-                if self._sampler_state:
-                    self.sampler.load_state_dict(self._sampler_state)
-                restore_rng(self._rng_state)
+                if resumed.get("sampler"):
+                    self.sampler.load_state_dict(resumed["sampler"])
+                restore_rng(resumed["rng"])
                 self._log(f"resuming {self.run.path} from step {self.step}")
             else:
                 torch.manual_seed(cfg.train.seed)
