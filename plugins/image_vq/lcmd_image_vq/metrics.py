@@ -73,3 +73,64 @@ def classifier_metrics(
     )
     real, _ = context.load(context.split)
     return feature_metrics(model, samples, real, context.sample_labels)
+
+
+INCEPTION_WEIGHTS_ENV = "LCMD_INCEPTION_WEIGHTS"
+INCEPTION_CACHE = "inception"  # subdirectory of `context.cache_dir`
+INCEPTION_HIGHER_IS_BETTER = {
+    "fid": False,
+    "precision": True,
+    "recall": True,
+    "inception_score": True,
+}
+
+
+def inception_metrics(
+    samples: list[Any], references: list[Any], codec: Any, context: MetricContext
+) -> dict[str, float]:
+    """FID, precision/recall (k=3) and Inception Score in the FID Inception-v3 features.
+
+    The published weights (`pt_inception-2015-12-05-6726825d.pth`) are read from the path in
+    the environment variable `LCMD_INCEPTION_WEIGHTS`; without it the metric returns nothing.
+    Real features of the evaluated split are cached under `context.cache_dir/inception`, keyed
+    by the weights' and the images' checksums. Like `classifier_metrics`, samples are compared
+    with the raw images of the split.
+    """
+    import hashlib
+    import os
+
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from lcmd_image_vq.inception import inception_features, load_fid_inception
+    from lcmd_image_vq.stats import feature_stats, frechet_distance, inception_score
+    from lcmd_image_vq.stats import precision_recall as knn_precision_recall
+
+    path = os.environ.get(INCEPTION_WEIGHTS_ENV)
+    if not path:
+        return {}
+    model = load_fid_inception(path)
+    real_items, _ = context.load(context.split)
+    digest = hashlib.sha256(model.weights_sha256.encode())
+    for item in real_items:
+        digest.update(np.ascontiguousarray(item).tobytes())
+    name = f"{context.split}-{digest.hexdigest()[:16]}.safetensors"
+    cache_file = context.cache_dir / INCEPTION_CACHE / name
+    if cache_file.is_file():
+        real = load_file(cache_file)["features"].double()
+    else:
+        real = torch.from_numpy(inception_features(model, real_items)[0])
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        save_file({"features": real.float().contiguous()}, tmp)
+        tmp.replace(cache_file)
+        real = real.float().double()  # the same precision as a cached read
+    fake, probs = inception_features(model, samples)
+    precision, recall = knn_precision_recall(real, fake, 3)
+    return {
+        "fid": frechet_distance(*feature_stats(real), *feature_stats(fake)),
+        "precision": precision,
+        "recall": recall,
+        "inception_score": inception_score(probs, splits=min(10, len(samples)))[0],
+    }

@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmd_core.plugins import DatasetInfo, MetricInfo, hookimpl
-from lcmd_image_vq.metrics import HIGHER_IS_BETTER, classifier_metrics
+from lcmd_image_vq.metrics import (
+    HIGHER_IS_BETTER,
+    INCEPTION_HIGHER_IS_BETTER,
+    classifier_metrics,
+    inception_metrics,
+)
 from lcmd_image_vq.mnist import CLASS_NAMES, SIZE, SOURCE, read_mnist
 from lcmd_image_vq.readers import (
     FASHION_MNIST_CLASSES,
@@ -195,5 +200,14 @@ def lcmd_register_metrics(register: Callable[..., None]) -> None:
             "CNN trained on the train split (labelled data sets only; cached in the run)",
             compute=classifier_metrics,
             higher_is_better=HIGHER_IS_BETTER,
+        )
+    )
+    register(
+        MetricInfo(
+            name="inception",
+            description="FID, precision/recall (k=3) and Inception Score in the FID Inception-v3 "
+            "features; weights file from $LCMD_INCEPTION_WEIGHTS (skipped when unset)",
+            compute=inception_metrics,
+            higher_is_better=INCEPTION_HIGHER_IS_BETTER,
         )
     )

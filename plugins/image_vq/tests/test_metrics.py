@@ -193,3 +193,55 @@ def test_classifier_metrics_scores_real_images_as_real(
         context, dataset=dataclasses.replace(context.dataset, num_classes=0)
     )
     assert classifier_metrics(test_items, [], None, context=unlabelled) == {}
+
+
+def test_inception_metrics_with_a_weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The whole FID Inception pipeline on random weights: ~0 for a set against itself, larger
+    with noise; real features cached by checksum; no weights path, no metric."""
+    import torch
+    from lcmd_image_vq import inception, metrics
+    from lcmd_image_vq.inception import FIDInceptionV3
+
+    torch.manual_seed(0)
+    net = FIDInceptionV3()
+    with torch.no_grad():  # small BN variances keep random-weight features O(1), not ~1e-8
+        for name, buf in net.named_buffers():
+            if name.endswith("running_var"):
+                buf.uniform_(0.1, 0.2)
+    weights = tmp_path / inception.WEIGHTS_NAME
+    torch.save(net.state_dict(), weights)
+    rng = np.random.default_rng(0)
+    real = [rng.integers(0, 256, (16, 16, 1), dtype=np.uint8) for _ in range(6)]
+
+    def read(data_root: Path | None, split: str) -> tuple[list[Any], None]:
+        return real, None
+
+    info = DatasetInfo(name="noise", description="", read=read, default_codec="vqvae")
+    context = MetricContext(
+        dataset=info,
+        split="test",
+        sample_labels=None,
+        load=functools.partial(info.load, data_root=None),
+        cache_dir=tmp_path / "cache",
+    )
+    monkeypatch.delenv(metrics.INCEPTION_WEIGHTS_ENV, raising=False)
+    assert metrics.inception_metrics(real, [], None, context) == {}
+
+    monkeypatch.setenv(metrics.INCEPTION_WEIGHTS_ENV, str(weights))
+    same = metrics.inception_metrics(real, [], None, context)
+    assert same["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
+    assert same["inception_score"] >= 1.0
+    assert len(list((tmp_path / "cache" / metrics.INCEPTION_CACHE).iterdir())) == 1
+
+    calls = []
+    original = inception.inception_features
+    monkeypatch.setattr(
+        inception, "inception_features", lambda m, x: calls.append(1) or original(m, x)
+    )
+    noisy = [
+        np.clip(x.astype(int) + rng.integers(-90, 90, x.shape), 0, 255).astype(np.uint8)
+        for x in real
+    ]
+    assert metrics.inception_metrics(noisy, [], None, context)["fid"] > 1e-3
+    assert len(calls) == 1  # the real features came from the cache
