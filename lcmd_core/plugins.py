@@ -54,6 +54,10 @@ class DataNotFoundError(PluginError):
     """A data set's files are missing; the message names the expected files and their source."""
 
 
+class CorruptItemError(PluginError):
+    """One item of a data set cannot be read (e.g. an undecodable image); prepare skips it."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class DatasetInfo:
     """A raw data set: `read(data_root, split) -> (items, labels or None)` and how to encode it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from .checkpoint import replace_dir
 from .codec import Codec, TokenSpec
 from .config import DataConfig
-from .plugins import DatasetInfo, Plugin
+from .plugins import CorruptItemError, DatasetInfo, Plugin
 from .shards import ShardError, check_compatible, read_index, write_shards
 
 CODEC_MARKER = "codec.json"
@@ -79,9 +80,29 @@ def _fit_and_save(
     replace_dir(tmp, codec_dir)
 
 
-def _encode(codec: Codec, items: list[Any]) -> torch.Tensor:
-    parts = [codec.encode(items[i : i + ENCODE_BATCH]) for i in range(0, len(items), ENCODE_BATCH)]
-    return torch.cat(parts).long()
+def _encode(codec: Codec, items: Sequence[Any]) -> tuple[torch.Tensor, list[int]]:
+    """Tokens of the readable items and their indices; unreadable items are left out.
+
+    Batches are encoded whole; a batch with an unreadable item (`CorruptItemError`) is encoded
+    item by item so that only that item is dropped.
+    """
+    parts, kept = [], []
+    for start in range(0, len(items), ENCODE_BATCH):
+        stop = min(len(items), start + ENCODE_BATCH)
+        try:
+            parts.append(codec.encode(items[start:stop]))
+            kept.extend(range(start, stop))
+        except CorruptItemError:
+            for i in range(start, stop):
+                try:
+                    item = items[i]
+                except CorruptItemError:
+                    continue
+                parts.append(codec.encode([item]))
+                kept.append(i)
+    if not parts:
+        raise ShardError("no item of the data set could be read")
+    return torch.cat(parts).long(), kept
 
 
 def prepare_data(
@@ -116,7 +137,10 @@ def prepare_data(
         if not items:
             continue
         log(f"encoding {info.name}/{split}: {len(items)} items")
-        label_tensor = torch.tensor(labels, dtype=torch.long) if labels is not None else None
-        splits[split] = (_encode(codec, items), label_tensor)
+        tokens, kept = _encode(codec, items)
+        if len(kept) < len(items):
+            log(f"skipped {len(items) - len(kept)} unreadable items of {info.name}/{split}")
+        label_tensor = None if labels is None else torch.tensor(labels, dtype=torch.long)[kept]
+        splits[split] = (tokens, label_tensor)
     write_shards(shards_dir, splits, spec, name)
     return Prepared(codec, spec, info, name, shards_dir)

@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar, overload
 import numpy as np
 from PIL import Image
 
-from lcmd_core.plugins import DataNotFoundError, PluginError
+from lcmd_core.plugins import CorruptItemError, DataNotFoundError, PluginError
 
 SPLITS = ("train", "valid", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -66,7 +66,7 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 Key = TypeVar("Key", str, bytes)
 
 
-class CorruptImageError(PluginError):
+class CorruptImageError(CorruptItemError):
     """An image file or LMDB value that Pillow cannot decode; callers count and skip it."""
 
 
