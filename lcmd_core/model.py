@@ -188,9 +188,6 @@ class LCMD(nn.Module):
             logits = logits + prior
         return logits
 
-    def _x_hat(self, logits: Tensor, table: Tensor) -> Tensor:
-        return logits.softmax(-1).to(table.dtype) @ table
-
     # ---------------------------------------------------------------------------------- loss
     def loss(
         self, tokens: Tensor, labels: Tensor | None = None, generator: torch.Generator | None = None
@@ -258,12 +255,14 @@ class LCMD(nn.Module):
             self_cond = torch.zeros_like(z)
             if training and dc.self_cond_prob > 0:
                 with torch.no_grad():
-                    first = self._x_hat(self.denoise(z, log_snr, row_labels, None, dropped), table)
+                    first = obj.expected_embedding(
+                        self.denoise(z, log_snr, row_labels, None, dropped), table
+                    )
                 use = torch.rand(b + n_rec, generator=generator, device=device) < dc.self_cond_prob
                 self_cond = torch.where(use[:, None, None], first, self_cond)
 
         logits = self.denoise(z, log_snr, row_labels, self_cond, dropped)
-        x_hat = self._x_hat(logits[:b], table)
+        x_hat = obj.expected_embedding(logits[:b], table)
 
         keep = ~dropped[:b]
         diffusion = obj.diffusion_loss(embeds[:b], x_hat, self.schedule.snr_prime(t), keep)

@@ -96,6 +96,15 @@ def bayes_readout(z: Tensor, table: Tensor, alpha: Tensor, sigma: Tensor) -> Ten
     return (a / s2) * dots - (a * a / (2 * s2)) * norms
 
 
+def expected_embedding(logits: Tensor, table: Tensor) -> Tensor:
+    """x̂ = softmax(logits) E: logits[B, L, K], table[K, D] → [B, L, D], in the table's dtype.
+
+    Autocast is switched off: x̂ feeds an MSE whose weight reaches ~10⁶, so it must not be bf16.
+    """
+    with torch.autocast(logits.device.type, enabled=False):
+        return logits.float().softmax(-1).to(table.dtype) @ table
+
+
 def bits(nats: Tensor, num_tokens: int) -> Tensor:
     """Nats per sequence → bits per token."""
     return nats / (num_tokens * math.log(2.0))

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .objective import expected_embedding
 from .schedule import ShiftedCosineSchedule
 
 # denoise(z[B, L, D], log_snr[B], labels[B] | None, self_cond[B, L, D] | None) -> logits[B, L, K]
@@ -108,7 +109,7 @@ class Sampler:
                 z = torch.where(known_mask[..., None], a_t * known_embeds + s_t * noise, z)
             lam = log_snrs[i].expand(num_samples).to(dtype)
             logits = self.guided_logits(denoise, z, lam, labels, null_label, x_hat)
-            x_hat = logits.float().softmax(-1).to(dtype) @ table
+            x_hat = expected_embedding(logits, table)
             eps_hat = (z - a_t * x_hat) / s_t
             if self.kind == "ddim":
                 z = a_s * x_hat + s_s * eps_hat

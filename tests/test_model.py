@@ -181,3 +181,17 @@ def test_collapsed_embeddings_cannot_learn():
     _, _, stats = train_toy(300, collapse=True)
     assert stats["acc_t0"] < 0.6
     assert stats["match"] < 0.2
+
+
+def test_bf16_autocast_keeps_losses_float32_and_finite():
+    """The GPU recipe (bf16 autocast around the loss), exercised on the CPU at a tiny size."""
+    torch.manual_seed(0)
+    model = LCMD(12, 6, num_classes=2, **TINY)
+    tokens, labels = torch.randint(0, 12, (4, 6)), torch.tensor([0, 1, 0, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.loss(tokens, labels)
+        samples = model.sample(2, steps=3, labels=torch.tensor([0, 1]), guidance=2.0, seed=0)
+    for key in ("total", "diffusion", "reconstruction", "consistency"):
+        assert out[key].dtype == torch.float32 and torch.isfinite(out[key]), key
+    out["total"].backward()
+    assert samples.shape == (2, 6)

@@ -94,3 +94,14 @@ def test_bayes_readout_is_the_exact_posterior():
     )
     loglik = dist.log_prob(z[:, :, None, :]).sum(-1)
     assert torch.allclose(logits.log_softmax(-1), loglik.log_softmax(-1), atol=1e-9)
+
+
+def test_expected_embedding_stays_float32_under_autocast():
+    logits = torch.randn(2, 3, 5)
+    table = torch.randn(5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_hat = obj.expected_embedding(logits, table)
+        plain_matmul = logits.softmax(-1) @ table
+    assert plain_matmul.dtype == torch.bfloat16  # what autocast would otherwise do
+    assert x_hat.dtype == torch.float32
+    assert torch.allclose(x_hat, logits.softmax(-1) @ table, atol=1e-6)
