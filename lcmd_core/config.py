@@ -87,6 +87,11 @@ class DataConfig(_Strict):
     codec: str | None = None
     codec_options: dict[str, Any] = Field(default_factory=dict)
     shards: str | None = Field(None, description="token shard directory; default: inside the run")
+    augment: list[str] = Field(
+        default_factory=list,
+        description="the data set's augmentations (e.g. hflip) whose copies of the train split "
+        "are encoded too",
+    )
 
 
 class TrainConfig(_Strict):

@@ -72,6 +72,7 @@ class DatasetInfo:
     class_names: tuple[str, ...] = ()
     needs_root: bool = False
     source: str = ""
+    augmentations: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.splits:

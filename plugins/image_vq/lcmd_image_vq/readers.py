@@ -70,6 +70,11 @@ class CorruptImageError(CorruptItemError):
     """An image file or LMDB value that Pillow cannot decode; callers count and skip it."""
 
 
+def hflip(image: np.ndarray) -> np.ndarray:
+    """The image mirrored left to right (the paper's horizontal-flip augmentation)."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
 def center_crop_resize(image: Image.Image, size: int) -> np.ndarray:
     """RGB (size, size, 3) uint8: the central square of side min(W, H), resized with BICUBIC.
 

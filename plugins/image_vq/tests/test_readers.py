@@ -427,3 +427,12 @@ def test_prepare_encodes_a_real_format_lsun_lmdb(tmp_path: Path) -> None:
     index = read_index(out / "shards")
     assert index["spec"]["token_shape"] == [16, 16] and index["spec"]["vocab_size"] == 16
     assert sum(split["size"] for split in index["splits"].values()) == 12
+
+
+def test_hflip_mirrors_left_to_right() -> None:
+    from lcmd_image_vq.readers import hflip
+
+    image = np.arange(12, dtype=np.uint8).reshape(2, 3, 2)
+    flipped = hflip(image)
+    assert flipped.flags["C_CONTIGUOUS"] and flipped[0, 0].tolist() == image[0, 2].tolist()
+    assert np.array_equal(hflip(flipped), image)
