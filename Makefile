@@ -65,7 +65,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+	# pytest exits 5 when no test is marked slow; that is not a failure here.
+	$(BIN)/python -m pytest -m slow || test $$? -eq 5
 
 # Benchmarks named *gpu* need CUDA and are skipped without it.
 bench: $(STAMP)
