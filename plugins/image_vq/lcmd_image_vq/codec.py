@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from lcmd_core.codec import TokenSpec, fingerprint_of
 from lcmd_core.plugins import PluginError
+from lcmd_image_vq.images import image_batch
 from lcmd_image_vq.options import options_from_dict
 from lcmd_image_vq.vqvae import VQVAE, perplexity
 
@@ -115,22 +116,8 @@ class VQCodec:
     def _to_tensor(self, items: Sequence[Any]) -> torch.Tensor:
         """Validated uint8 images → float [N, C, H, W] in [0, 1]."""
         o = self.options
-        expected = (o.size, o.size, o.channels)
-        for i, item in enumerate(items):
-            if not isinstance(item, np.ndarray) or item.dtype != np.uint8 or item.shape != expected:
-                got = (
-                    f"{item.dtype} array of shape {item.shape}"
-                    if isinstance(item, np.ndarray)
-                    else type(item).__name__
-                )
-                raise PluginError(
-                    f"vqvae codec: item {i} is a {got}; expected uint8 arrays of shape {expected} "
-                    "(resize images in the data reader or set codec_options size/channels)"
-                )
-        if not items:
-            return torch.zeros(0, o.channels, o.size, o.size)
-        array = np.stack(items).transpose(0, 3, 1, 2)
-        return torch.from_numpy(np.ascontiguousarray(array)).float() / 255.0
+        hint = " (resize images in the data reader or set codec_options size/channels)"
+        return image_batch(items, (o.size, o.size, o.channels), "vqvae", hint) / 255.0
 
     def fit(self, items: Sequence[np.ndarray]) -> None:
         """Train the VQ-VAE on `items`; prints a progress line every tenth of the steps."""

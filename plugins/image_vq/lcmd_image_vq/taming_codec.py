@@ -14,6 +14,7 @@ import torch
 from lcmd_core.codec import TokenSpec, fingerprint_of
 from lcmd_core.plugins import PluginError
 from lcmd_image_vq.codec import VQCodec
+from lcmd_image_vq.images import image_batch
 from lcmd_image_vq.options import options_from_dict
 from lcmd_image_vq.taming import TamingVQGAN, file_sha256, load_taming, read_used_codes
 
@@ -129,21 +130,8 @@ class TamingCodec:
 
     def _to_tensor(self, items: Sequence[Any]) -> torch.Tensor:
         """Validated uint8 images → float [N, 3, H, W] in [-1, 1]."""
-        expected = (self.options.size, self.options.size, 3)
-        for i, item in enumerate(items):
-            if not isinstance(item, np.ndarray) or item.dtype != np.uint8 or item.shape != expected:
-                got = (
-                    f"{item.dtype} array of shape {item.shape}"
-                    if isinstance(item, np.ndarray)
-                    else type(item).__name__
-                )
-                raise PluginError(
-                    f"taming codec: item {i} is a {got}; expected uint8 arrays of shape {expected}"
-                )
-        if not items:
-            return torch.zeros(0, 3, *expected[:2])
-        array = np.ascontiguousarray(np.stack(items).transpose(0, 3, 1, 2))
-        return torch.from_numpy(array).float() / 127.5 - 1.0
+        size = self.options.size
+        return image_batch(items, (size, size, 3), "taming") / 127.5 - 1.0
 
     def _codes(self, model: TamingVQGAN, images: torch.Tensor) -> torch.Tensor:
         step = self.options.batch_size
