@@ -323,6 +323,7 @@ class Trainer:
         )
 
         record: dict[str, float] = {}
+        tokens_per_step = cfg.train.global_batch_size * self.spec.seq_len
         with self._progress(total) as advance:
             while self.step < total:
                 started = time.perf_counter()
@@ -330,13 +331,12 @@ class Trainer:
                 if values is None:
                     continue
                 self.step += 1
-                elapsed = time.perf_counter() - started
+                tokens_per_s = tokens_per_step / (time.perf_counter() - started)
                 if self.step % cfg.train.log_every == 0 or self.step == total:
-                    tokens = cfg.train.global_batch_size * self.spec.seq_len
                     record = {
                         "step": self.step,
                         **values,
-                        "tokens_per_s": tokens / elapsed,
+                        "tokens_per_s": tokens_per_s,
                         **{f"embed/{k}": v for k, v in self.model.diagnostics().items()},
                     }
                     append_metrics(self.run.metrics_path, record)
@@ -344,9 +344,7 @@ class Trainer:
                     self._save()
                 if cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
                     self.sample(out_dir=self.run.samples_dir / f"preview-{self.step:07d}")
-                advance(
-                    self.step, values, cfg.train.global_batch_size * self.spec.seq_len / elapsed
-                )
+                advance(self.step, values, tokens_per_s)
         return record
 
     def _train_step(
