@@ -19,8 +19,11 @@ class TokenSpec:
 
     `token_shape` is the grid the tokens come from: `(L,)` for sequences, `(H, W)` for images and
     adjacency grids; the core flattens it to `seq_len = prod(token_shape)` and uses the grid for
-    positional encodings. `fingerprint` identifies the fitted codec: tokens from codecs with
-    different fingerprints are not interchangeable.
+    positional encodings. Tokens that come from no grid (the upper triangle of an adjacency
+    matrix) give `positions` instead: one integer coordinate tuple per token, all of one
+    dimension, e.g. `((0, 1), (0, 2), (1, 2))`; the encodings then use those coordinates.
+    `fingerprint` identifies the fitted codec: tokens from codecs with different fingerprints are
+    not interchangeable.
     """
 
     vocab_size: int
@@ -28,6 +31,7 @@ class TokenSpec:
     fingerprint: str
     num_classes: int = 0
     class_names: tuple[str, ...] = field(default=())
+    positions: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.vocab_size < 2:
@@ -38,6 +42,9 @@ class TokenSpec:
             raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
         object.__setattr__(self, "token_shape", tuple(int(n) for n in self.token_shape))
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.positions is not None:
+            positions = check_positions(self.positions, self.seq_len)
+            object.__setattr__(self, "positions", positions)
 
     @property
     def seq_len(self) -> int:
@@ -49,6 +56,10 @@ class TokenSpec:
         data = asdict(self)
         data["token_shape"] = list(self.token_shape)
         data["class_names"] = list(self.class_names)
+        if self.positions is None:
+            del data["positions"]  # specs without explicit positions read as before
+        else:
+            data["positions"] = [list(p) for p in self.positions]
         return data
 
     @classmethod
@@ -60,7 +71,25 @@ class TokenSpec:
             fingerprint=str(data["fingerprint"]),
             num_classes=int(data.get("num_classes", 0)),
             class_names=tuple(data.get("class_names", ())),
+            positions=data.get("positions"),
         )
+
+
+def check_positions(
+    positions: Sequence[Sequence[int]], seq_len: int
+) -> tuple[tuple[int, ...], ...]:
+    """Token coordinates as int tuples; ValueError unless one per token, all of one dimension."""
+    coords = tuple(tuple(int(c) for c in p) for p in positions)
+    if len(coords) != seq_len:
+        raise ValueError(
+            f"positions must give one coordinate per token ({seq_len}), got {len(coords)}"
+        )
+    dims = {len(c) for c in coords}
+    if len(dims) != 1 or 0 in dims:
+        raise ValueError(
+            f"positions must all have one positive dimension, got dimensions {sorted(dims)}"
+        )
+    return coords
 
 
 def fingerprint_of(*parts: Any) -> str:

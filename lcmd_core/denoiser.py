@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,18 +39,25 @@ def sincos_1d(positions: Tensor, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1).float()
 
 
-def sincos_positions(token_shape: tuple[int, ...], dim: int) -> Tensor:
-    """Fixed positional encodings for a 1-D sequence or an N-D grid → [prod(shape), dim].
-
-    For grids the width is split evenly across axes (DiT's 2-D sin-cos for images); any
-    remainder of channels stays zero.
-    """
-    axes = len(token_shape)
-    per_axis = (dim // axes) // 2 * 2
+def grid_coordinates(token_shape: tuple[int, ...]) -> Tensor:
+    """Integer coordinates of every cell of a grid, row-major → LongTensor[prod(shape), axes]."""
     grids = torch.meshgrid(*[torch.arange(n) for n in token_shape], indexing="ij")
-    parts = [sincos_1d(g.reshape(-1), per_axis) for g in grids]
-    out = torch.zeros(math.prod(token_shape), dim)
-    out[:, : per_axis * axes] = torch.cat(parts, dim=-1)
+    return torch.stack([g.reshape(-1) for g in grids], dim=-1)
+
+
+def sincos_positions(coords: Tensor, dim: int) -> Tensor:
+    """Fixed positional encodings of integer coordinates[L, axes] → [L, dim].
+
+    The width is split evenly across axes (DiT's 2-D sin-cos for images, one axis for
+    sequences); any remainder of channels stays zero. A grid's encodings are those of
+    `grid_coordinates(token_shape)`.
+    """
+    axes = coords.shape[1]
+    per_axis = (dim // axes) // 2 * 2
+    out = torch.zeros(coords.shape[0], dim)
+    out[:, : per_axis * axes] = torch.cat(
+        [sincos_1d(coords[:, a], per_axis) for a in range(axes)], dim=-1
+    )
     return out
 
 
@@ -97,10 +105,11 @@ class Denoiser(nn.Module):
     """Transformer over L positions: (z_t[B, L, D], λ[B], class[B]) → network logits[B, L, K].
 
     The input is rescaled to unit variance, projected to the model width, given positional
-    encodings (learned, or fixed sin-cos on the codec's token grid) and conditioned through
-    adaLN-Zero on a sinusoidal embedding of λ plus a class embedding whose last row is the null
-    class used for classifier-free guidance. The output layer starts at zero, so at
-    initialisation the logits are exactly the Bayes readout the caller adds (`LCMD.denoise`).
+    encodings (learned, or fixed sin-cos of the explicit `positions`, else of the token grid) and
+    conditioned through adaLN-Zero on a sinusoidal embedding of λ plus a class embedding whose
+    last row is the null class used for classifier-free guidance. The output layer starts at
+    zero, so at initialisation the logits are exactly the Bayes readout the caller adds
+    (`LCMD.denoise`).
     """
 
     def __init__(
@@ -117,6 +126,7 @@ class Denoiser(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         pos_encoding: str = "sincos",
+        positions: Sequence[Sequence[int]] | None = None,
         self_condition: bool = False,
         attention_backend: str = "auto",
     ):
@@ -137,7 +147,8 @@ class Denoiser(nn.Module):
         if pos_encoding == "learned":
             self.pos = nn.Parameter(torch.randn(seq_len, width) * 0.02)
         elif pos_encoding == "sincos":
-            self.register_buffer("pos", sincos_positions(token_shape, width), persistent=False)
+            coords = grid_coordinates(token_shape) if positions is None else torch.tensor(positions)
+            self.register_buffer("pos", sincos_positions(coords, width), persistent=False)
         else:
             raise ValueError(f"pos_encoding must be learned or sincos, got {pos_encoding!r}")
         self.time_mlp = nn.Sequential(nn.Linear(256, width), nn.SiLU(), nn.Linear(width, width))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 
 from . import objective as obj
-from .codec import TokenSpec
+from .codec import TokenSpec, check_positions
 from .config import DiffusionConfig, ModelConfig
 from .denoiser import Denoiser
 from .embedding import TokenEmbedding
@@ -41,7 +42,8 @@ class LCMD(nn.Module):
     `LCMD(vocab_size, seq_len, num_classes=0, size="tiny", **overrides)` where overrides are any
     field of `ModelConfig` (width, embed_dim, embed_norm, ...) or `DiffusionConfig` (shift,
     drop_prob, cm_weight, ...). `token_shape` (default `(seq_len,)`) is the grid the tokens come
-    from, used by the sin-cos positional encodings.
+    from, used by the sin-cos positional encodings; `positions` (one integer coordinate tuple per
+    token, see `TokenSpec.positions`) replaces the grid for tokens that come from none.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class LCMD(nn.Module):
         num_classes: int = 0,
         size: str = "tiny",
         token_shape: tuple[int, ...] | None = None,
+        positions: Sequence[Sequence[int]] | None = None,
         **overrides: Any,
     ):
         super().__init__()
@@ -67,6 +70,7 @@ class LCMD(nn.Module):
         self.model_config, self.diffusion_config = _split_overrides({"size": size, **overrides})
         self.vocab_size, self.seq_len, self.num_classes = vocab_size, seq_len, num_classes
         self.token_shape = token_shape
+        self.positions = None if positions is None else check_positions(positions, seq_len)
         mc, dc = self.model_config, self.diffusion_config
         self.schedule = ShiftedCosineSchedule(dc.shift, dc.logsnr_min, dc.logsnr_max)
         self.embedding = TokenEmbedding(
@@ -84,6 +88,7 @@ class LCMD(nn.Module):
             mlp_ratio=mc.mlp_ratio,
             dropout=mc.dropout,
             pos_encoding=mc.pos_encoding,
+            positions=self.positions,
             self_condition=mc.self_condition,
             attention_backend=mc.attention,
         )
@@ -96,6 +101,7 @@ class LCMD(nn.Module):
             spec.seq_len,
             num_classes=spec.num_classes,
             token_shape=spec.token_shape,
+            positions=spec.positions,
             **model.model_dump(),
             **diffusion.model_dump(),
         )
@@ -107,6 +113,7 @@ class LCMD(nn.Module):
             "seq_len": self.seq_len,
             "num_classes": self.num_classes,
             "token_shape": list(self.token_shape),
+            "positions": None if self.positions is None else [list(p) for p in self.positions],
             **self.model_config.model_dump(),
             **self.diffusion_config.model_dump(),
         }

@@ -155,12 +155,13 @@ def verify_shards(directory: str | os.PathLike[str]) -> None:
 
 
 def check_compatible(index: dict[str, Any], spec: TokenSpec) -> None:
-    """Refuse shards whose codec fingerprint, vocabulary or token shape differ from `spec`."""
+    """Refuse shards whose codec fingerprint, vocabulary or token shape/positions differ."""
     stored = TokenSpec.from_json(index["spec"])
-    if (stored.fingerprint, stored.vocab_size, stored.token_shape) != (
+    if (stored.fingerprint, stored.vocab_size, stored.token_shape, stored.positions) != (
         spec.fingerprint,
         spec.vocab_size,
         spec.token_shape,
+        spec.positions,
     ):
         raise ShardError(
             f"token shards were made by codec {stored.fingerprint} (vocab {stored.vocab_size}, "

@@ -1,11 +1,16 @@
 """LCMD end to end: input checks, loss terms, and that a tiny model really learns."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lcmd_core import EMA, LCMD
+from lcmd_core.codec import TokenSpec
+from lcmd_core.config import DiffusionConfig, ModelConfig
+from lcmd_core.denoiser import Denoiser, sincos_positions
 
 TINY = {"width": 32, "depth": 1, "heads": 2, "embed_dim": 8}
 
@@ -108,6 +113,48 @@ def test_hparams_rebuild_the_same_model():
     clone = LCMD(**model.hparams())
     clone.load_state_dict(model.state_dict())
     assert clone.hparams() == model.hparams()
+
+
+def test_hparams_carry_explicit_positions():
+    positions = [(i, j) for i in range(4) for j in range(i + 1, 4)]  # a 4-node upper triangle
+    model = LCMD(10, 6, positions=positions, **TINY)
+    assert model.hparams()["positions"] == [list(p) for p in positions]
+    clone = LCMD(**model.hparams())
+    assert clone.positions == model.positions == tuple(positions)
+    assert torch.equal(clone.denoiser.pos, model.denoiser.pos)
+    assert LCMD(10, 6, **TINY).hparams()["positions"] is None
+
+
+def test_from_config_takes_positions_from_the_token_spec():
+    positions = ((0, 1), (0, 2), (1, 2))
+    spec = TokenSpec(vocab_size=3, token_shape=(3,), fingerprint="tri", positions=positions)
+    model = LCMD.from_config(spec, ModelConfig(**TINY), DiffusionConfig())
+    expected = sincos_positions(torch.tensor(positions), model.denoiser.width)
+    assert model.positions == positions
+    assert torch.equal(model.denoiser.pos, expected)
+
+
+def test_grid_and_its_explicit_coordinates_give_identical_encodings():
+    for shape in [(7,), (3, 5), (2, 3, 4)]:
+        coords = [tuple(int(c) for c in idx) for idx in itertools.product(*map(range, shape))]
+        grid = Denoiser(10, 8, shape, width=48, depth=1, heads=2)
+        explicit = Denoiser(10, 8, shape, width=48, depth=1, heads=2, positions=coords)
+        assert torch.equal(grid.pos, explicit.pos), shape
+    # and the 2-D grid encoding is DiT's: rows in the first half, columns in the second
+    pos = Denoiser(10, 8, (3, 5), width=48, depth=1, heads=2).pos.reshape(3, 5, 48)
+    assert torch.equal(pos[1, 0, :24], pos[1, 4, :24]) and torch.equal(
+        pos[0, 2, 24:], pos[2, 2, 24:]
+    )
+    assert not torch.equal(pos[0, 0, :24], pos[1, 0, :24])
+
+
+def test_positions_change_the_encoding_and_bad_lengths_are_refused():
+    triangle = [(0, 1), (0, 2), (1, 2)]
+    assert not torch.equal(
+        LCMD(5, 3, positions=triangle, **TINY).denoiser.pos, LCMD(5, 3, **TINY).denoiser.pos
+    )
+    with pytest.raises(ValueError, match=r"one coordinate per token \(4\), got 3"):
+        LCMD(5, 4, positions=triangle, **TINY)
 
 
 def test_param_groups_separate_embeddings():

@@ -117,6 +117,9 @@ def test_incompatible_codec_is_refused_naming_both_fingerprints(tmp_path):
         check_compatible(index, TokenSpec(301, (2, 3), "abc123"))
     with pytest.raises(ShardError, match=r"shape \[6\]"):
         check_compatible(index, TokenSpec(300, (6,), "abc123"))
+    moved = TokenSpec(300, (2, 3), "abc123", positions=[(i, 0) for i in range(6)])
+    with pytest.raises(ShardError, match="abc123"):
+        check_compatible(index, moved)
 
 
 def test_missing_index_and_unknown_split_are_reported(tmp_path):
