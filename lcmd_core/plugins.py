@@ -111,13 +111,16 @@ class DatasetInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class MetricContext:
-    """What `Trainer.evaluate` gives a metric registered with `needs_context=True`."""
+    """What `Trainer.evaluate` gives a metric besides the samples: labels, raw data, a cache."""
 
     dataset: DatasetInfo
     split: str  # the evaluated split, whose decoded tokens are the `references`
     sample_labels: list[int] | None  # the class each sample was generated for
     load: Callable[[str], tuple[list[Any], list[int] | None]]  # raw items and labels of a split
     cache_dir: Path  # in the run directory, for what a metric computes once (a classifier)
+    # Filled by the metric: how it measured (feature network, weights checksum, preprocessing);
+    # `Trainer.evaluate` writes it to metrics.json under protocol.metrics[<metric name>].
+    protocol: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

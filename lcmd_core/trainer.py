@@ -8,7 +8,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -527,6 +527,7 @@ class Trainer:
             "elbo_bits_per_token_stderr": stderr,
         }
         n_samples = n_samples or self.config.sample.num_samples
+        metric_protocols: dict[str, dict[str, Any]] = {}
         if self.plugin.metrics:
             drawn = self.sample(
                 n_samples,
@@ -546,9 +547,12 @@ class Trainer:
                 cache_dir=self.run.path / "metric_cache",
             )
             for name, metric in self.plugin.metrics.items():
-                scores = metric.compute(drawn.items, refs, self.prepared.codec, context)
+                metric_context = replace(context, protocol={})
+                scores = metric.compute(drawn.items, refs, self.prepared.codec, metric_context)
                 for key, value in scores.items():
                     results[f"{name}/{key}"] = float(value)
+                if scores and metric_context.protocol:
+                    metric_protocols[name] = metric_context.protocol
         protocol = {
             "split": split,
             "sequences": count,
@@ -560,6 +564,7 @@ class Trainer:
             "ema": self.config.sample.use_ema if use_ema is None else use_ema,
             "checkpoint_step": self.step,
             "fingerprint": self.spec.fingerprint,
+            "metrics": metric_protocols,
         }
         write_json_atomic(
             self.run.path / "metrics.json", {"metrics": results, "protocol": protocol}

@@ -138,6 +138,7 @@ def test_sample_and_evaluate_write_files_with_protocol(tmp_path, shards):
     assert "name_validity/valid_name_fraction" in metrics
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["protocol"]["split"] == "valid" and saved["protocol"]["sequences"] == 64
+    assert saved["protocol"]["metrics"]["name_validity"]["unicode_version"]  # the metric's own
 
 
 def test_global_batch_split_into_micro_batches(tmp_path, shards):

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lcmd_core.plugins import MetricContext
 
 
 def name_validity(
-    samples: list[str], references: list[str], codec: Any, context: Any
+    samples: list[str], references: list[str], codec: Any, context: MetricContext
 ) -> dict[str, float]:
     """Fractions of samples that are exact reference names and of sample words seen in them.
 
-    `references` are real names (the evaluated split); neither the codec nor the context is
-    needed here. Empty inputs score 0.
+    `references` are real names (the evaluated split); the codec is not needed, and the
+    context only takes the protocol: which Unicode database the names come from. Empty inputs
+    score 0.
     """
+    context.protocol["unicode_version"] = unicodedata.unidata_version
     names = set(references)
     vocabulary = {word for name in references for word in name.split()}
     words = [word for sample in samples for word in sample.split()]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
+import unicodedata
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,13 @@ from lcmd_example.data import CLASS_NAMES, SPLITS, all_names
 from lcmd_example.metrics import name_validity
 
 from lcmd_core.config import resolve_config
-from lcmd_core.plugins import Plugin, PluginError, collect_plugins, get_plugin_manager
+from lcmd_core.plugins import (
+    MetricContext,
+    Plugin,
+    PluginError,
+    collect_plugins,
+    get_plugin_manager,
+)
 from lcmd_core.testing import CodecConformance
 
 
@@ -132,10 +140,15 @@ def test_write_puts_one_sample_per_line(tmp_path) -> None:
 def test_name_validity_on_known_inputs() -> None:
     references = ["LATIN SMALL LETTER A", "DIGIT ONE"]
     samples = ["DIGIT ONE", "LATIN SMALL ONE", "LATIN SMAL LETTER", ""]
-    scores = example().metrics["name_validity"].compute(samples, references, CharsCodec(), None)
+    info = example().datasets["unicode_names"]
+    context = MetricContext(
+        dataset=info, split="test", sample_labels=None, load=info.load, cache_dir=Path(".")
+    )
+    scores = example().metrics["name_validity"].compute(samples, references, CharsCodec(), context)
     # 1 of 4 samples is a real name; 7 of 8 words are real ("SMAL" is not).
     assert scores == {"valid_name_fraction": 0.25, "valid_word_fraction": 0.875}
-    assert name_validity([], references, None, None) == {
+    assert context.protocol == {"unicode_version": unicodedata.unidata_version}
+    assert name_validity([], references, None, context) == {
         "valid_name_fraction": 0.0,
         "valid_word_fraction": 0.0,
     }

@@ -68,10 +68,16 @@ def classifier_metrics(
     train_items, train_labels = context.load("train")
     if train_labels is None:
         return {}
-    model, _ = load_or_train(
+    model, record = load_or_train(
         train_items, train_labels, num_classes, context.cache_dir / CLASSIFIER_CACHE
     )
     real, _ = context.load(context.split)
+    context.protocol.update(
+        features="penultimate layer of lcmd_image_vq.classifier.SmallCNN trained on 'train'",
+        classifier=record,
+        reference=f"raw images of split {context.split!r} ({len(real)})",
+        k=3,
+    )
     return feature_metrics(model, samples, real, context.sample_labels)
 
 
@@ -128,9 +134,20 @@ def inception_metrics(
         real = real.float().double()  # the same precision as a cached read
     fake, probs = inception_features(model, samples)
     precision, recall = knn_precision_recall(real, fake, 3)
+    is_splits = min(10, len(samples))
+    context.protocol.update(
+        network="FID Inception-v3 (inception-2015-12-05, pytorch-fid port), pool3 features",
+        weights=str(path),
+        weights_sha256=model.weights_sha256,
+        preprocessing="uint8 → [0, 1], grey repeated to RGB, bilinear resize to 299×299 "
+        "(align_corners=False, no antialias), → [-1, 1]",
+        reference=f"raw images of split {context.split!r} ({len(real_items)})",
+        k=3,
+        inception_score_splits=is_splits,
+    )
     return {
         "fid": frechet_distance(*feature_stats(real), *feature_stats(fake)),
         "precision": precision,
         "recall": recall,
-        "inception_score": inception_score(probs, splits=min(10, len(samples)))[0],
+        "inception_score": inception_score(probs, splits=is_splits)[0],
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,7 @@ def test_classifier_metrics_scores_real_images_as_real(
     assert set(scores) == {"fid", "precision", "recall", "class_accuracy"}
     assert abs(scores["fid"]) < 1e-6 and scores["class_accuracy"] > 0.9
     assert (tmp_path / "classifier" / "classifier.json").is_file()
+    assert context.protocol["k"] == 3 and context.protocol["classifier"]["held_out_accuracy"] > 0.5
 
     wrong = dataclasses.replace(context, sample_labels=[(y + 1) % 4 for y in test_labels])
     assert classifier_metrics(test_items, [], None, context=wrong)["class_accuracy"] < 0.1
@@ -232,6 +234,7 @@ def test_inception_metrics_with_a_weights_file(tmp_path: Path, monkeypatch: pyte
     assert same["fid"] == pytest.approx(0.0, abs=1e-6)
     assert same["precision"] == 1.0 and same["recall"] == 1.0
     assert same["inception_score"] >= 1.0
+    assert context.protocol["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert len(list((tmp_path / "cache" / metrics.INCEPTION_CACHE).iterdir())) == 1
 
     calls = []
