@@ -17,14 +17,16 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from lcmd_core.codec import TokenSpec, fingerprint_of
-from lcmd_core.plugins import PluginError
+from lcmd_core.plugins import CorruptItemError, PluginError
 from lcmd_image_vq.images import image_batch
 from lcmd_image_vq.options import options_from_dict
+from lcmd_image_vq.patch_gan import GanTraining
 from lcmd_image_vq.vqvae import VQVAE, perplexity
 
 WEIGHTS_FILE = "vqvae.safetensors"
 STATE_FILE = "vqvae.json"
 ENCODE_BATCH = 256
+MEASURE_ITEMS = 4096  # images the fit report is measured on
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class VQOptions:
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
+    codebook_update: str = "ema"
+    gan_weight: float = 0.0
+    gan_start: int = 0
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -58,6 +63,13 @@ class VQOptions:
                 raise PluginError(f"codec vqvae: {name} must be at least 1")
         if self.codebook_size < 2 or self.res_blocks < 0 or not self.lr > 0:
             raise PluginError("codec vqvae: needs codebook_size >= 2, res_blocks >= 0, lr > 0")
+        if self.codebook_update not in ("ema", "straight_through"):
+            raise PluginError(
+                f"codec vqvae: codebook_update must be 'ema' or 'straight_through', "
+                f"got {self.codebook_update!r}"
+            )
+        if self.gan_weight < 0 or self.gan_start < 0:
+            raise PluginError("codec vqvae: gan_weight and gan_start must be >= 0")
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> VQOptions:
@@ -68,8 +80,11 @@ class VQOptions:
 class VQCodec:
     """Images (size, size, channels) uint8 ↔ `LongTensor[N, h*w]`, h = w = size / factor.
 
-    `fit` trains the VQ-VAE on CPU with a fixed seed and keeps `report` (reconstruction MSE on
-    [0, 1] pixels, perplexity, dead codes and the fraction of codes used, all on the fit data).
+    `fit` trains the VQ-VAE (on CUDA when available) with a fixed seed, reading random batches
+    of the items lazily so that large data sets need not fit in memory, skipping unreadable
+    images (`CorruptItemError`) with a count. It keeps `report`: reconstruction MSE on [0, 1]
+    pixels, perplexity, dead codes and the fraction of codes used, on up to `MEASURE_ITEMS` of
+    the fit images, and the number of images skipped.
     """
 
     name = "vqvae"
@@ -77,6 +92,7 @@ class VQCodec:
 
     def __init__(self, options: VQOptions | None = None) -> None:
         self.options = options or VQOptions()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model: VQVAE | None = None
         self.report: dict[str, float] = {}
         self._weights_hash = ""
@@ -110,6 +126,7 @@ class VQCodec:
             codebook_size=o.codebook_size,
             factor=o.factor,
             res_blocks=o.res_blocks,
+            codebook_update=o.codebook_update,
             seed=o.seed,
         )
 
@@ -119,40 +136,65 @@ class VQCodec:
         hint = " (resize images in the data reader or set codec_options size/channels)"
         return image_batch(items, (o.size, o.size, o.channels), "vqvae", hint) / 255.0
 
+    def _read(self, items: Sequence[Any], index: Sequence[int], skipped: set[int]) -> torch.Tensor:
+        """The readable images among `items[index]` as float [n, C, H, W] in [0, 1] on `device`;
+        the indices of unreadable ones are added to `skipped`."""
+        batch = []
+        for i in index:
+            try:
+                batch.append(items[i])
+            except CorruptItemError:
+                skipped.add(i)
+        return self._to_tensor(batch).to(self.device)
+
     def fit(self, items: Sequence[np.ndarray]) -> None:
         """Train the VQ-VAE on `items`; prints a progress line every tenth of the steps."""
         o = self.options
-        images = self._to_tensor(items)
-        if len(images) == 0:
+        if len(items) == 0:
             raise PluginError("vqvae codec: cannot fit on zero images")
         log_every = max(1, o.train_steps // 10)
         start = time.perf_counter()
-        with torch.random.fork_rng():
+        skipped: set[int] = set()
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(o.seed)
-            model = self._new_model()
+            model = self._new_model().to(self.device)
+            gan = GanTraining(model, o, self.device) if o.gan_weight > 0 else None
             optimizer = torch.optim.Adam(model.parameters(), lr=o.lr)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, o.train_steps)
             batches = torch.Generator().manual_seed(o.seed)
             model.train()
             for step in range(1, o.train_steps + 1):
-                index = torch.randint(len(images), (o.batch_size,), generator=batches)
-                out = model(images[index])
+                index = torch.randint(len(items), (o.batch_size,), generator=batches).tolist()
+                images = self._read(items, index, skipped)
+                if len(images) == 0:
+                    if len(skipped) == len(items):
+                        raise PluginError("vqvae codec: none of the images could be read")
+                    continue
+                out = model(images)
+                loss = out["loss"]
+                if gan is not None and step > o.gan_start:
+                    loss = loss + gan.generator_term(out, images)
                 optimizer.zero_grad()
-                out["loss"].backward()
+                loss.backward()
                 optimizer.step()
                 schedule.step()
+                if gan is not None and step > o.gan_start:
+                    gan.discriminator_step(images, out["recon"])
                 if step % log_every == 0 or step == o.train_steps:
                     print(
                         f"vqvae step {step}/{o.train_steps}: mse {out['mse'].item():.4f} "
                         f"perplexity {perplexity(out['codes'], o.codebook_size):.1f} "
                         f"restarted codes {model.quantizer.restarts} "
-                        f"({time.perf_counter() - start:.0f}s)",
+                        + (gan.progress() if gan is not None else "")
+                        + f"({time.perf_counter() - start:.0f}s)",
                         flush=True,
                     )
                     model.quantizer.restarts = 0
         model.eval()
         self._set_model(model)
-        self.report = self._measure(images)
+        self.report = {**self._measure(items, skipped), "skipped_images": float(len(skipped))}
+        if skipped:
+            print(f"vqvae: skipped {len(skipped)} unreadable images", flush=True)
         print(
             f"vqvae fitted in {time.perf_counter() - start:.0f}s: "
             + ", ".join(f"{k} {v:.4g}" for k, v in self.report.items()),
@@ -164,23 +206,27 @@ class VQCodec:
         digest = hashlib.sha256()
         for key, tensor in sorted(model.state_dict().items()):
             digest.update(key.encode())
-            digest.update(tensor.detach().contiguous().numpy().tobytes())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         self._weights_hash = digest.hexdigest()
 
-    def _measure(self, images: torch.Tensor) -> dict[str, float]:
-        """Reconstruction MSE and codebook statistics of the fitted model on `images`."""
+    def _measure(self, items: Sequence[Any], skipped: set[int]) -> dict[str, float]:
+        """Reconstruction MSE and codebook statistics of the fitted model on up to
+        `MEASURE_ITEMS` images spread evenly over `items` (unreadable ones skipped)."""
         model = self._fitted()
-        codes, squared = [], 0.0
-        for i in range(0, len(images), ENCODE_BATCH):
-            batch = images[i : i + ENCODE_BATCH]
+        step = max(1, len(items) // MEASURE_ITEMS)
+        index = [i for i in range(0, len(items), step)[:MEASURE_ITEMS] if i not in skipped]
+        codes, squared, pixels = [], 0.0, 0
+        for i in range(0, len(index), ENCODE_BATCH):
+            batch = self._read(items, index[i : i + ENCODE_BATCH], skipped)
             batch_codes = model.encode(batch)
             squared += float(((model.decode(batch_codes) - batch) ** 2).sum())
-            codes.append(batch_codes)
+            pixels += batch.numel()
+            codes.append(batch_codes.cpu())
         all_codes = torch.cat(codes)
         used = int(torch.unique(all_codes).numel())
         k = self.options.codebook_size
         return {
-            "mse": squared / images.numel(),
+            "mse": squared / max(pixels, 1),
             "perplexity": perplexity(all_codes, k),
             "dead_codes": float(k - used),
             "codebook_usage": used / k,
@@ -191,7 +237,7 @@ class VQCodec:
         model = self._fitted()
         images = self._to_tensor(items)
         parts = [
-            model.encode(images[i : i + ENCODE_BATCH]).flatten(1)
+            model.encode(images[i : i + ENCODE_BATCH].to(self.device)).flatten(1).cpu()
             for i in range(0, len(images), ENCODE_BATCH)
         ]
         return torch.cat(parts) if parts else torch.zeros(0, math.prod(self.grid), dtype=torch.long)
@@ -208,7 +254,9 @@ class VQCodec:
         if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < k:
             raise PluginError(f"vqvae codec: token ids must lie in [0, {k})")
         images = [
-            model.decode(tokens[i : i + ENCODE_BATCH].long().reshape(-1, h, w))
+            model.decode(
+                tokens[i : i + ENCODE_BATCH].long().reshape(-1, h, w).to(self.device)
+            ).cpu()
             for i in range(0, len(tokens), ENCODE_BATCH)
         ]
         if not images:
@@ -237,7 +285,7 @@ class VQCodec:
         model = self._fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, directory / WEIGHTS_FILE)
         meta = {"codec": self.name, "options": asdict(self.options), "report": self.report}
         (directory / STATE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -257,7 +305,7 @@ class VQCodec:
         self.options = VQOptions.from_dict(meta["options"])
         model = self._new_model()
         model.load_state_dict(load_file(weights_path))
-        model.eval()
+        model.to(self.device).eval()
         self._set_model(model)
         self.report = dict(meta.get("report", {}))
 

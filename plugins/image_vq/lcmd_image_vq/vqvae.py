@@ -1,4 +1,5 @@
-"""A small convolutional VQ-VAE: encoder, EMA vector quantizer with dead-code restarts, decoder."""
+"""A small convolutional VQ-VAE: encoder, vector quantizer (EMA or straight-through codebook
+updates, dead-code restarts), decoder."""
 
 from __future__ import annotations
 
@@ -69,12 +70,15 @@ class Decoder(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    """Nearest-code quantizer with EMA codebook updates and dead-code restarts.
+    """Nearest-code quantizer with dead-code restarts; two codebook update rules.
 
-    In training mode each forward moves every used code toward the mean of the vectors assigned
-    to it (EMA with `decay`, Laplace-smoothed counts), and re-initialises codes unused for
-    `dead_after` consecutive steps from random input vectors of the batch. The codebook is
-    initialised from the first training batch. Gradients reach the input straight through.
+    `update="ema"` (VQ-VAE-2): in training mode each forward moves every used code toward the
+    mean of the vectors assigned to it (EMA with `decay`, Laplace-smoothed counts); the loss is
+    the commitment term β‖z − sg[e]‖² alone. `update="straight_through"` (VQ-VAE): the codebook
+    is a parameter learnt by the codebook loss ‖sg[z] − e‖² added to the commitment term. Either
+    way codes unused for `dead_after` consecutive training steps are re-initialised from random
+    input vectors of the batch, the codebook is initialised from the first training batch, and
+    gradients reach the input straight through.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class VectorQuantizer(nn.Module):
         codebook_size: int,
         code_dim: int,
         *,
+        update: str = "ema",
         beta: float = 0.25,
         decay: float = 0.99,
         eps: float = 1e-5,
@@ -93,14 +98,18 @@ class VectorQuantizer(nn.Module):
             raise ValueError(
                 f"codebook_size must be >= 2 and code_dim >= 1, got {codebook_size}, {code_dim}"
             )
-        self.codebook_size, self.code_dim = codebook_size, code_dim
+        if update not in ("ema", "straight_through"):
+            raise ValueError(f"update must be 'ema' or 'straight_through', got {update!r}")
+        self.codebook_size, self.code_dim, self.update_rule = codebook_size, code_dim, update
         self.beta, self.decay, self.eps, self.dead_after = beta, decay, eps, dead_after
         self.generator = torch.Generator().manual_seed(seed)
-        self.register_buffer(
-            "codebook", torch.randn(codebook_size, code_dim, generator=self.generator)
-        )
+        codebook = torch.randn(codebook_size, code_dim, generator=self.generator)
+        if update == "ema":
+            self.register_buffer("codebook", codebook)
+        else:
+            self.codebook = nn.Parameter(codebook)
         self.register_buffer("cluster_size", torch.zeros(codebook_size))
-        self.register_buffer("code_sum", self.codebook.clone())
+        self.register_buffer("code_sum", codebook.clone())
         self.register_buffer("unused_steps", torch.zeros(codebook_size, dtype=torch.long))
         self.register_buffer("initialised", torch.tensor(False))
         self.restarts = 0  # codes re-initialised since the caller last reset this counter
@@ -112,7 +121,8 @@ class VectorQuantizer(nn.Module):
         return distances.argmin(1)
 
     def _random_rows(self, flat: torch.Tensor, n: int) -> torch.Tensor:
-        return flat[torch.randint(len(flat), (n,), generator=self.generator)]
+        index = torch.randint(len(flat), (n,), generator=self.generator).to(flat.device)
+        return flat[index]
 
     @torch.no_grad()
     def initialise(self, flat: torch.Tensor) -> None:
@@ -124,14 +134,15 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
-        """One EMA step of the codebook toward `flat`'s assignments, then dead-code restarts."""
+        """One training step's codebook bookkeeping: the EMA step (EMA rule), dead-code restarts."""
         counts = torch.bincount(codes, minlength=self.codebook_size).to(flat.dtype)
-        sums = torch.zeros_like(self.code_sum).index_add_(0, codes, flat)
-        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
-        self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
-        n = self.cluster_size.sum()
-        smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
-        self.codebook.copy_(self.code_sum / smoothed[:, None])
+        if self.update_rule == "ema":
+            sums = torch.zeros_like(self.code_sum).index_add_(0, codes, flat)
+            self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+            self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+            n = self.cluster_size.sum()
+            smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
+            self.codebook.copy_(self.code_sum / smoothed[:, None])
 
         self.unused_steps.add_(1).masked_fill_(counts > 0, 0)
         dead = (self.unused_steps >= self.dead_after).nonzero().squeeze(1)
@@ -145,7 +156,7 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z [B, D, h, w] → (quantized z with straight-through gradient, codes [B, h, w],
-        commitment loss β‖z − sg[e]‖²)."""
+        quantizer loss: β‖z − sg[e]‖², plus ‖sg[z] − e‖² under the straight-through rule)."""
         b, d, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, d)
         if self.training and not self.initialised:
@@ -154,9 +165,11 @@ class VectorQuantizer(nn.Module):
         quant = self.codebook[codes]  # a copy: the update below does not move it
         if self.training:
             self.update(flat.detach(), codes)
-        commitment = self.beta * F.mse_loss(flat, quant)
+        loss = self.beta * F.mse_loss(flat, quant.detach())
+        if self.update_rule == "straight_through":
+            loss = loss + F.mse_loss(quant, flat.detach())
         quant = flat + (quant - flat).detach()
-        return quant.reshape(b, h, w, d).permute(0, 3, 1, 2), codes.reshape(b, h, w), commitment
+        return quant.reshape(b, h, w, d).permute(0, 3, 1, 2), codes.reshape(b, h, w), loss
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, h, w] → code vectors [B, D, h, w]."""
@@ -182,23 +195,31 @@ class VQVAE(nn.Module):
         codebook_size: int = 256,
         factor: int = 4,
         res_blocks: int = 2,
+        codebook_update: str = "ema",
         dead_after: int = 20,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = Encoder(channels, hidden, code_dim, factor, res_blocks)
-        self.quantizer = VectorQuantizer(codebook_size, code_dim, dead_after=dead_after, seed=seed)
+        self.quantizer = VectorQuantizer(
+            codebook_size, code_dim, update=codebook_update, dead_after=dead_after, seed=seed
+        )
         self.decoder = Decoder(channels, hidden, code_dim, factor, res_blocks)
 
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The decoder's output convolution weight (where VQGAN balances its losses)."""
+        return self.decoder.net[-1].weight
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Losses and outputs for images x [B, C, H, W] in [0, 1]: `loss` = MSE + commitment."""
-        quant, codes, commitment = self.quantizer(self.encoder(x))
+        """Losses and outputs for images x [B, C, H, W] in [0, 1]: `loss` = MSE + quantizer."""
+        quant, codes, vq_loss = self.quantizer(self.encoder(x))
         recon = self.decoder(quant)
         mse = F.mse_loss(recon, x)
         return {
-            "loss": mse + commitment,
+            "loss": mse + vq_loss,
             "mse": mse,
-            "commitment": commitment,
+            "vq_loss": vq_loss,
             "codes": codes,
             "recon": recon,
         }

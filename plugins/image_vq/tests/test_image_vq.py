@@ -17,12 +17,24 @@ import torch
 from lcmd_image_vq import mnist
 from lcmd_image_vq import plugin as entry_point
 from lcmd_image_vq.codec import VQCodec, VQOptions
+from lcmd_image_vq.patch_gan import (
+    PatchDiscriminator,
+    adaptive_weight,
+    discriminator_loss,
+    generator_loss,
+)
 from lcmd_image_vq.vqvae import VQVAE, VectorQuantizer, perplexity
 from PIL import Image
 
 from lcmd_core.cli import main
 from lcmd_core.config import resolve_config
-from lcmd_core.plugins import DataNotFoundError, Plugin, PluginError, collect_plugins
+from lcmd_core.plugins import (
+    CorruptItemError,
+    DataNotFoundError,
+    Plugin,
+    PluginError,
+    collect_plugins,
+)
 from lcmd_core.plugins import get_plugin_manager as new_plugin_manager
 from lcmd_core.testing import CodecConformance
 
@@ -159,7 +171,14 @@ def test_token_grid_report_and_deterministic_fit() -> None:
     codec = fitted_codec()
     spec = codec.token_spec
     assert (spec.token_shape, spec.vocab_size) == ((4, 4), 16)
-    assert set(codec.report) == {"mse", "perplexity", "dead_codes", "codebook_usage"}
+    assert set(codec.report) == {
+        "mse",
+        "perplexity",
+        "dead_codes",
+        "codebook_usage",
+        "skipped_images",
+    }
+    assert codec.report["skipped_images"] == 0
     assert 0 < codec.report["codebook_usage"] <= 1
     again = image_vq().codec("vqvae", TINY_OPTIONS)
     with redirect_stdout(io.StringIO()) as log:
@@ -170,6 +189,68 @@ def test_token_grid_report_and_deterministic_fit() -> None:
     with redirect_stdout(io.StringIO()):
         other.fit(bars())
     assert other.token_spec.fingerprint != spec.fingerprint
+
+
+class WithUnreadable:
+    """A lazy item sequence whose listed indices raise `CorruptItemError` when read."""
+
+    def __init__(self, items: list[np.ndarray], bad: set[int]) -> None:
+        self.items, self.bad = items, bad
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i in self.bad:
+            raise CorruptItemError(f"image {i} is truncated")
+        return self.items[i]
+
+
+def test_fit_skips_and_counts_unreadable_images() -> None:
+    codec = image_vq().codec("vqvae", {**TINY_OPTIONS, "train_steps": 20})
+    with redirect_stdout(io.StringIO()) as log:
+        codec.fit(WithUnreadable(bars(), {1, 4}))
+    assert codec.report["skipped_images"] == 2
+    assert "skipped 2 unreadable images" in log.getvalue()
+    with pytest.raises(PluginError, match="none of the images could be read"):
+        codec.fit(WithUnreadable(bars(2), {0, 1}))
+
+
+def test_straight_through_codebook_and_patch_gan_options_train() -> None:
+    """The straight-through rule learns the codebook by gradient (it moves under Adam, not
+    EMA) and the patch-GAN fit runs its discriminator; both still reconstruct the bars."""
+    for extra in ({"codebook_update": "straight_through"}, {"gan_weight": 0.1, "gan_start": 40}):
+        codec = image_vq().codec("vqvae", {**TINY_OPTIONS, **extra})
+        with redirect_stdout(io.StringIO()) as log:
+            codec.fit(bars())
+        assert codec.report["mse"] < 0.05, extra
+        assert ("d_loss" in log.getvalue()) == ("gan_weight" in extra)
+    with pytest.raises(PluginError, match="codebook_update must be"):
+        VQOptions(codebook_update="kmeans")
+
+
+def test_straight_through_quantizer_gets_codebook_gradients() -> None:
+    vq = VectorQuantizer(4, 2, update="straight_through")
+    vq.train()
+    z = torch.randn(2, 2, 3, 3, requires_grad=True)
+    _, _, loss = vq(z)
+    loss.backward()
+    assert isinstance(vq.codebook, torch.nn.Parameter) and vq.codebook.grad is not None
+    assert float(vq.codebook.grad.abs().sum()) > 0 and z.grad is not None
+    ema = VectorQuantizer(4, 2)
+    assert not isinstance(ema.codebook, torch.nn.Parameter)
+
+
+def test_hinge_losses_and_adaptive_weight() -> None:
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    # relu(1 - real) = [0, 0.5], relu(1 + fake) = [0, 1]: (0.25 + 0.5) / 2
+    assert float(discriminator_loss(real, fake)) == pytest.approx(0.375)
+    assert float(generator_loss(fake)) == pytest.approx(1.0)
+    w = torch.ones(3, requires_grad=True)
+    # ∇(3·Σw) = 3, ∇(Σw) = 1 per entry → λ = 3
+    assert float(adaptive_weight((3 * w).sum(), w.sum(), w)) == pytest.approx(3.0, rel=1e-3)
+    d = PatchDiscriminator(1, width=8, layers=2)
+    assert d(torch.rand(2, 1, 28, 28)).shape == (2, 1, 7, 7)
 
 
 def test_any_tokens_decode_to_images_of_the_declared_shape() -> None:
