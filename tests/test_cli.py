@@ -235,6 +235,12 @@ def test_bad_label_is_one_line(trained: dict, args: list[str], match: str) -> No
     assert_user_error(lcmd("sample", trained["run"], *args), match)
 
 
+def test_prompt_to_a_codec_without_prompt_tokens_is_one_line(trained: dict) -> None:
+    assert_user_error(
+        lcmd("sample", trained["run"], "--prompt", "LATIN"), "codec chars does not take prompts"
+    )
+
+
 def test_eval_of_unknown_split_is_one_line(trained: dict) -> None:
     assert_user_error(lcmd("eval", trained["run"], "--split", "dev"), "split 'dev' is not in")
 

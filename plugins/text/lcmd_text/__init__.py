@@ -1,0 +1,1 @@
+"""The lcmd text plugin: character and BPE codecs, text data sets, bits per character."""

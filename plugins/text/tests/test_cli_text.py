@@ -1,0 +1,110 @@
+"""End to end through `lcmd`: the tiny preset trains, samples with prompts and evaluates."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import lcmd_text.plugin
+import pytest
+from lcmd_text.char_codec import CharCodec
+from safetensors.torch import load_file
+
+from lcmd_core.cli import main
+from lcmd_core.plugins import get_plugin_manager
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SPEECHES = [
+    "ROMEO:\nBut, soft! what light through yonder window breaks?\n",
+    "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n",
+    "MERCUTIO:\nA plague o' both your houses!\n",
+]
+FAST = [
+    *("--preset", "tiny", "--max-steps", "6", "--no-progress"),
+    *("--set", "model.width=32", "--set", "model.depth=1", "--set", "train.checkpoint_every=3"),
+    *("--set", "sample.steps=3", "--set", "sample.num_samples=3"),
+]
+
+
+def text_pm():
+    """A plugin manager holding only the text plugin (not whatever else is installed)."""
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(lcmd_text.plugin, "text")
+    return pm
+
+
+def lcmd(*args: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in args], pm=text_pm())
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_user_error(result: tuple[int, str, str], match: str) -> None:
+    code, _, err = result
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("lcmd: ") and match in err, err
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny char model trained on a small folder corpus through `lcmd train`."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "play.txt").write_text("\n".join(SPEECHES * 60), encoding="utf-8")
+    out = root.parent / "run"
+    code, _, err = lcmd("train", "--plugin", "text", "--data", "text_files", "--data-root", root,
+                        "--out", out, *FAST)  # fmt: skip
+    assert code == 0, err
+    return out
+
+
+def test_sample_with_prompt_keeps_prefix_and_infill_suffix(run: Path, tmp_path: Path) -> None:
+    code, out, err = lcmd("sample", run, "--prompt", "ROMEO:\n{gap:10}light", "--out", tmp_path)
+    assert code == 0, err
+    files = sorted(tmp_path.glob("sample-*.txt"))
+    assert len(files) == 3 and "wrote 3 samples" in out
+    for path in files:
+        assert path.read_text(encoding="utf-8").startswith("ROMEO:\n")
+    codec = CharCodec()
+    codec.load(run / "codec")
+    known = codec.prompt_tokens("ROMEO:\n{gap:10}light", 256)
+    tokens = load_file(tmp_path / "tokens.safetensors")["tokens"]
+    kept = known >= 0
+    assert kept.sum() == 12 and (tokens[:, kept] == known[kept]).all()
+
+
+def test_eval_reports_elbo_bits_per_char_and_sample_metrics(run: Path) -> None:
+    code, out, err = lcmd("eval", run, "--split", "valid", "--json", "--no-progress")
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert 0 < metrics["bpc/chars_per_token"] <= 1
+    assert 0 < metrics["bpc/ngram5_bits_per_char"] < 3  # repetitive text: the 5-gram knows it
+    for key in ("word_in_vocab", "distinct_2", "ngram_ppl"):
+        assert key in {k.removeprefix("quality/").removesuffix("_heldout") for k in metrics}
+    assert metrics["quality/word_in_vocab_heldout"] == 1.0
+    assert metrics["elbo_bits_per_token"] > 0
+
+
+@pytest.mark.parametrize(
+    ("prompt", "match"),
+    [
+        ("ROMEO: 7", "outside the vocabulary: '7'"),
+        ("R" * 300, "takes 300 positions, more than the sequence length 256"),
+    ],
+)
+def test_bad_prompt_is_one_line(run: Path, prompt: str, match: str) -> None:
+    assert_user_error(lcmd("sample", run, "--prompt", prompt), match)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(b"", "hold no text"), ("café".encode("latin-1"), "not UTF-8 text")],
+)
+def test_bad_corpus_is_one_line(tmp_path: Path, content: bytes, match: str) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_bytes(content)
+    args = ("prepare", "--plugin", "text", "--data", "text_files", "--data-root", tmp_path / "data")
+    assert_user_error(lcmd(*args, "--out", tmp_path / "run"), match)
