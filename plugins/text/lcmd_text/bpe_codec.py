@@ -10,12 +10,12 @@ import torch
 
 from lcmd_core.codec import TokenSpec, fingerprint_of
 from lcmd_core.plugins import PluginError
+from lcmd_text.corpus import CHUNK
 from lcmd_text.prompt import prompt_tokens
 from lcmd_text.writing import write_texts
 
 TOKENIZER_FILE = "tokenizer.json"
 STATE_FILE = "bpe_codec.json"
-SEQ_LEN = 128  # tokens of one 256-character chunk; BPE of English takes ~3-4 characters a token
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int):  # -> tokenizers.Tokenizer
@@ -39,14 +39,17 @@ class BPECodec:
 
     `fit` trains a tokenizer of `vocab_size` tokens on the training text, or loads
     `tokenizer_file` when one is given (a `tokenizer.json` of any Hugging Face tokenizer; the
-    round trip is exact only if it is lossless). The id after the tokenizer's last pads.
+    round trip is exact only if it is lossless). The id after the tokenizer's last pads. The
+    default `seq_len` fits any ASCII chunk (a byte-level token covers at least one byte); English
+    takes ~3-4 characters a token, so a lower one saves compute, and a chunk that does not fit is
+    an error.
     """
 
     name = "bpe"
     needs_fit = True
 
     def __init__(
-        self, seq_len: int = SEQ_LEN, vocab_size: int = 1024, tokenizer_file: str | None = None
+        self, seq_len: int = CHUNK, vocab_size: int = 1024, tokenizer_file: str | None = None
     ) -> None:
         if seq_len < 1 or vocab_size < 257:
             raise PluginError(

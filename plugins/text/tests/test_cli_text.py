@@ -55,8 +55,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("corpus")
     (root / "play.txt").write_text("\n".join(SPEECHES * 60), encoding="utf-8")
     out = root.parent / "run"
-    code, _, err = lcmd("train", "--plugin", "text", "--data", "text_files", "--data-root", root,
-                        "--out", out, *FAST)  # fmt: skip
+    data = ["--plugin", "text", "--data", "text_files", "--data-root", root]
+    code, _, err = lcmd("train", *data, "--out", out, *FAST)
     assert code == 0, err
     return out
 
@@ -108,3 +108,19 @@ def test_bad_corpus_is_one_line(tmp_path: Path, content: bytes, match: str) -> N
     (tmp_path / "data" / "x.txt").write_bytes(content)
     args = ("prepare", "--plugin", "text", "--data", "text_files", "--data-root", tmp_path / "data")
     assert_user_error(lcmd(*args, "--out", tmp_path / "run"), match)
+
+
+def test_prepare_trains_a_bpe_tokenizer(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("".join(SPEECHES * 30), encoding="utf-8")
+    prepare = ["prepare", "--plugin", "text", "--data", "text_files", "--codec", "bpe"]
+    prepare += ["--data-root", tmp_path / "data"]
+    code, out, err = lcmd(
+        *prepare, "--out", tmp_path / "run", "--set", "data.codec_options={vocab_size: 300}"
+    )
+    assert code == 0, err
+    assert "codec   bpe: vocab 3" in out and "tokens (256,)" in out
+    assert (tmp_path / "run" / "codec" / "tokenizer.json").is_file()
+    short = "data.codec_options={vocab_size: 300, seq_len: 64}"
+    result = lcmd(*prepare, "--out", tmp_path / "run2", "--set", short)
+    assert_user_error(result, "takes 131 tokens, more than seq_len=64; raise")
