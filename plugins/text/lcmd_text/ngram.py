@@ -1,4 +1,4 @@
-"""A character n-gram model with Witten-Bell interpolation: the baseline and the sample judge."""
+"""A character n-gram model with interpolated Kneser-Ney smoothing: the baseline and the judge."""
 
 from __future__ import annotations
 
@@ -8,28 +8,33 @@ from collections.abc import Iterable
 
 
 class CharNgram:
-    """P(c | the previous `order − 1` characters), Witten-Bell interpolated down to uniform.
+    """P(c | the previous `order − 1` characters), interpolated Kneser-Ney down to uniform.
 
-    P_k(c|h) = (C(hc) + T(h) · P_{k−1}(c|h′)) / (C(h·) + T(h)), with T(h) the number of
-    distinct characters seen after h and h′ = h without its first character; the base is uniform
-    over the training characters plus one for any unseen character, so no probability is zero.
+    P_k(c|h) = (max(n(hc) − D, 0) + D · T(h) · P_{k−1}(c|h′)) / Σ_c n(hc), with h′ = h without
+    its first character, T(h) the number of distinct characters seen after h, n the count for
+    the highest order and the continuation count (distinct characters seen before) for lower
+    ones. The base is uniform over the training characters plus one for any unseen character,
+    so no probability is zero.
     """
 
-    def __init__(self, order: int = 5) -> None:
-        if order < 1:
-            raise ValueError(f"n-gram order must be at least 1, got {order}")
-        self.order = order
-        self.grams: Counter[str] = Counter()  # every k-gram, k = 1..order
-        self.totals: Counter[str] = Counter()  # C(h·): how often h is followed by a character
-        self.types: Counter[str] = Counter()  # T(h): how many distinct characters follow h
+    def __init__(self, order: int = 5, discount: float = 0.75) -> None:
+        if order < 1 or not 0 < discount < 1:
+            raise ValueError(f"need order >= 1 and 0 < discount < 1, got {order}, {discount}")
+        self.order, self.discount = order, discount
+        self.counts: dict[str, int] = {}  # n(g) for every k-gram g, k = 1..order
+        self.totals: Counter[str] = Counter()  # Σ_c n(hc)
+        self.types: Counter[str] = Counter()  # T(h)
         self.uniform = 1.0
 
     def fit(self, texts: Iterable[str]) -> CharNgram:
         """Count the n-grams inside each text (none across text boundaries)."""
+        raw: Counter[str] = Counter()
         for text in texts:
             for k in range(1, self.order + 1):
-                self.grams.update(text[i : i + k] for i in range(len(text) - k + 1))
-        for gram, count in self.grams.items():
+                raw.update(text[i : i + k] for i in range(len(text) - k + 1))
+        before = Counter(gram[1:] for gram in raw if len(gram) > 1)
+        self.counts = {g: n if len(g) == self.order else before.get(g, n) for g, n in raw.items()}
+        for gram, count in self.counts.items():
             self.totals[gram[:-1]] += count
             self.types[gram[:-1]] += 1
         self.uniform = 1.0 / (self.types[""] + 1)
@@ -44,8 +49,8 @@ class CharNgram:
             total = self.totals.get(h, 0)
             if not total:
                 break  # a longer context containing h is unseen too
-            types = self.types[h]
-            p = (self.grams.get(h + char, 0) + types * p) / (total + types)
+            seen = max(self.counts.get(h + char, 0) - self.discount, 0.0)
+            p = (seen + self.discount * self.types[h] * p) / total
         return p
 
     def bits(self, text: str) -> float:
