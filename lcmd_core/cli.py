@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -153,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue from the latest checkpoint in the run directory (required when it has any)",
+    )
+    train.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine (one per GPU); starts torchrun for you",
     )
     _add_no_progress(train)
     train.set_defaults(handler=_train)
@@ -358,9 +366,24 @@ def _prepare(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     return 0
 
 
+def _torchrun(args: argparse.Namespace) -> int:
+    """Re-run this `lcmd train` command under torchrun with `--nproc` processes."""
+    argv, skip = [], False
+    for arg in args.argv:
+        if skip or arg == "--nproc" or arg.startswith("--nproc="):
+            skip = arg == "--nproc"
+            continue
+        argv.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={args.nproc}", "-m", "lcmd_core.cli", *argv]
+    return subprocess.call(command)
+
+
 def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     from lcmd_core.trainer import Trainer
 
+    if args.nproc > 1:
+        return _torchrun(args)
     plugin = get_plugin(args.plugin, pm)
     config, dataset = _run_config(args, plugin)
     trainer = Trainer(
@@ -394,6 +417,8 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
                 file=sys.stderr,
             )
         return 130
+    if not trainer.world.is_main:
+        return 0
     preview = trainer.sample()
     print(f"run          {run.path}")
     print(f"checkpoints  {run.checkpoints_dir} (latest: {_name(run.latest())})")

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from . import distributed
 from .checkpoint import (
     CheckpointError,
     RunDir,
@@ -26,6 +27,7 @@ from .checkpoint import (
 )
 from .codec import Codec, TokenSpec
 from .config import RunConfig, validate_config
+from .distributed import micro_batch_seed, world_from_env
 from .ema import EMA
 from .model import LCMD
 from .plugins import MetricContext, Plugin, get_plugin
@@ -116,8 +118,13 @@ class Trainer:
                 "or choose another --out"
             )
         self.config = config
-        self.progress = progress
+        self.world = world_from_env()
+        self.progress = progress and self.world.is_main
         self.device = resolve_device(config.train.device)
+        if self.device.type == "cuda" and self.world.size > 1:
+            self.device = torch.device("cuda", self.world.local_rank)
+            torch.cuda.set_device(self.device)
+        distributed.init(self.world, self.device)
         precision = config.train.precision
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" else "fp32"
@@ -212,14 +219,15 @@ class Trainer:
         self.ema = EMA(model, cfg.optim.ema_decay)
 
     def _batch_sizes(self) -> tuple[int, int]:
-        train = self.config.train
-        micro = train.micro_batch_size or train.global_batch_size
-        if train.global_batch_size % micro:
+        """(micro-batch size, micro-batches per process and optimizer step)."""
+        train, processes = self.config.train, self.world.size
+        micro = train.micro_batch_size or train.global_batch_size // processes
+        if micro < 1 or train.global_batch_size % (micro * processes):
             raise TrainerError(
                 f"train.global_batch_size ({train.global_batch_size}) must be a multiple of "
-                f"train.micro_batch_size ({micro})"
+                f"train.micro_batch_size ({micro}) × processes ({processes})"
             )
-        return micro, train.global_batch_size // micro
+        return micro, train.global_batch_size // (micro * processes)
 
     # ---------------------------------------------------------------------------- checkpoints
     def _restore(self) -> dict[str, Any] | None:
@@ -297,7 +305,11 @@ class Trainer:
         total = cfg.train.max_steps
         micro, accum = self._batch_sizes()
         if self.sampler is None:  # the first fit() of this trainer: set up or resume
+            if not self.world.is_main:  # rank 0 prepares; the others then reuse its files
+                distributed.barrier(self.world)
             self.prepare()
+            if self.world.is_main:
+                distributed.barrier(self.world)
             self._build()
             train_set = TokenDataset(self.shards_dir, "train")
             check_compatible(train_set.index, self.spec)
@@ -313,11 +325,13 @@ class Trainer:
                 torch.manual_seed(cfg.train.seed)
         else:  # a later fit() continues in memory
             train_set = TokenDataset(self.shards_dir, "train")
-        self.run.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.run.config_path, cfg.model_dump(mode="json"))
+        if self.world.is_main:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.run.config_path, cfg.model_dump(mode="json"))
         precision = "bf16 autocast" if self.autocast_dtype else "fp32"
+        processes = f"{self.world.size} processes, " if self.world.size > 1 else ""
         self._log(
-            f"{self.device.type}, {precision}, attention "
+            f"{processes}{self.device.type}, {precision}, attention "
             f"{self.model.denoiser.backend_for(self.device)}, "
             f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters"
         )
@@ -332,6 +346,8 @@ class Trainer:
                     continue
                 self.step += 1
                 tokens_per_s = tokens_per_step / (time.perf_counter() - started)
+                if not self.world.is_main:
+                    continue
                 if self.step % cfg.train.log_every == 0 or self.step == total:
                     record = {
                         "step": self.step,
@@ -358,15 +374,26 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
-        for _ in range(accum):
+        # Every process draws the whole global batch from the same sampler and takes its own
+        # micro-batches; each micro-batch has its own random stream, so the losses do not
+        # depend on the number of processes.
+        total_micro = accum * self.world.size
+        mine = range(self.world.rank * accum, (self.world.rank + 1) * accum)
+        for k in range(total_micro):
             idx = self.sampler.next_batch(micro)
+            if k not in mine:
+                continue
             tokens = train_set.tokens(idx).to(self.device, non_blocking=True)
             labels = train_set.labels(idx) if self.spec.num_classes else None
+            seed = micro_batch_seed(self.config.train.seed, self.step, self.nonfinite_steps, k)
+            generator = torch.Generator(self.device).manual_seed(seed)
             with self._autocast():
-                out = self.model.loss(tokens, labels)
-            (out["total"] / accum).backward()
+                out = self.model.loss(tokens, labels, generator=generator)
+            (out["total"] / total_micro).backward()
             for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) / accum
+                sums[key] = sums.get(key, 0.0) + float(value.detach()) / total_micro
+        sums = distributed.sum_values(sums, self.world, self.device)
+        distributed.sum_gradients(list(self.model.parameters()), self.world)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), optim.grad_clip))
         if not (math.isfinite(sums["total"]) and math.isfinite(grad_norm)):
             self.nonfinite_steps += 1
