@@ -1,0 +1,166 @@
+"""Entry point of the graph plugin: `[project.entry-points.lcmd] graph = "lcmd_graph.plugin"`.
+
+Import-light: registering imports neither torch nor networkx; factories and readers import them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lcmd_core.plugins import DatasetInfo, MetricInfo, PluginError, hookimpl
+
+if TYPE_CHECKING:
+    from lcmd_graph.codec import AdjacencyCodec
+
+# Embedded sets: name → (description, max_nodes); the graphs are generated on first read.
+EMBEDDED = {
+    "planar": ("SPECTRE planar: 200 Delaunay triangulations of 64 random points", 64),
+    "sbm": (
+        "SBM scaled down for a CPU: 200 graphs, 2–3 blocks of 12–16 nodes, p_in 0.5, p_out 0.02",
+        48,
+    ),
+    "sbm_spectre": (
+        "SPECTRE SBM: 200 graphs, 2–5 blocks of 20–40 nodes, p_in 0.3, p_out 0.005 (GPU-sized)",
+        200,
+    ),
+    "community_small": ("community-small: 200 graphs, 2 blocks of 6–10 nodes (quick runs)", 20),
+    "grid": ("2-D grids, 2–6 × 2–6 nodes (quick runs; only 15 distinct graphs)", 36),
+}
+FILES_SOURCE = (
+    "your graphs under DATA_ROOT/{train,valid,test}/: *.graphml, *.edgelist/*.edges/*.txt "
+    "(one graph a file) or *.json (a list of edge lists)"
+)
+
+TINY = {
+    "model": {"size": "tiny", "width": 64, "depth": 2, "heads": 2, "embed_dim": 16},
+    "optim": {"lr": 1e-3, "warmup_steps": 20},
+    "train": {"max_steps": 150, "global_batch_size": 16, "checkpoint_every": 150},
+    "sample": {"steps": 20, "num_samples": 16},
+}
+# CPU presets, sized on a shared 2-core machine (measured: docs/graph.md): a 2-layer width-64
+# LCMD at batch 8 takes about 1 s a step on sbm (1,176 tokens), 2 s on planar (2,080 tokens).
+CPU_MODEL = {"size": "tiny", "width": 64, "depth": 2, "heads": 2, "embed_dim": 16}
+SBM = {
+    "model": CPU_MODEL,
+    "optim": {"lr": 1e-3, "warmup_steps": 50},
+    "train": {"max_steps": 600, "global_batch_size": 8, "checkpoint_every": 200},
+    "sample": {"steps": 25, "num_samples": 40},
+}
+PLANAR = {
+    "model": CPU_MODEL,
+    "optim": {"lr": 1e-3, "warmup_steps": 50},
+    "train": {"max_steps": 400, "global_batch_size": 8, "checkpoint_every": 200},
+    "sample": {"steps": 25, "num_samples": 40},
+}
+SBM_SPECTRE = {
+    "model": {"size": "S", "embed_dim": 32},
+    "optim": {"lr": 3e-4, "warmup_steps": 2000},
+    "train": {"max_steps": 100_000, "global_batch_size": 32, "checkpoint_every": 5000},
+    "sample": {"steps": 200, "num_samples": 40},
+}
+
+
+STATISTICS = ("degree", "clustering", "spectre")  # lcmd_graph.metrics.STATISTICS, import-free
+MMD_HIGHER_IS_BETTER = {f"{s}{x}": False for s in STATISTICS for x in ("", "_train", "_ratio")}
+VUN_HIGHER_IS_BETTER = dict.fromkeys(
+    ("valid", "unique", "novel", "vun", "un", "valid_reference"), True
+)
+
+
+def adjacency_codec(options: dict[str, Any]) -> AdjacencyCodec:
+    """The `adjacency` codec; options: `max_nodes`, `node_types`, `edge_types`."""
+    from lcmd_graph.codec import OPTIONS, AdjacencyCodec
+
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise PluginError(
+            f"codec adjacency: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})"
+        )
+    return AdjacencyCodec(**options)
+
+
+def _embedded(name: str) -> Callable[[Path | None, str], tuple[list[Any], None]]:
+    def read(root: Path | None, split: str) -> tuple[list[Any], None]:
+        from lcmd_graph.synthetic import read_synthetic
+
+        return read_synthetic(name, split), None
+
+    return read
+
+
+def _read_files(root: Path | None, split: str) -> tuple[Any, None]:
+    from lcmd_graph.readers import read_graph_files
+
+    return read_graph_files(root, split)
+
+
+def _metric(name: str) -> Callable[..., dict[str, float]]:
+    def compute(*args: Any) -> dict[str, float]:
+        from lcmd_graph import metrics
+
+        return getattr(metrics, name)(*args)
+
+    return compute
+
+
+@hookimpl
+def lcmd_register_codecs(register: Callable[..., None]) -> None:
+    register("adjacency", adjacency_codec)
+
+
+@hookimpl
+def lcmd_register_datasets(register: Callable[..., None]) -> None:
+    for name, (description, max_nodes) in EMBEDDED.items():
+        register(
+            DatasetInfo(
+                name=name,
+                description=f"{description}, 128/32/40",
+                read=_embedded(name),
+                default_codec="adjacency",
+                codec_options={"max_nodes": max_nodes},
+                source="generated with fixed seeds (networkx, numpy)",
+            )
+        )
+    register(
+        DatasetInfo(
+            name="files",
+            description="graphs from GraphML, edge-list or JSON files under --data-root",
+            read=_read_files,
+            default_codec="adjacency",
+            codec_options={"max_nodes": 64},
+            needs_root=True,
+            source=FILES_SOURCE,
+        )
+    )
+
+
+@hookimpl
+def lcmd_register_presets(register: Callable[..., None]) -> None:
+    register("tiny", TINY, "community_small, 2-layer width-64 LCMD, 150 steps: under a minute")
+    register("planar", PLANAR, "planar-64 (2,080 tokens), 2-layer width-64 LCMD, 400 CPU steps")
+    register("sbm", SBM, "scaled-down SBM (1,176 tokens), 2-layer width-64 LCMD, 600 CPU steps")
+    register("sbm_spectre", SBM_SPECTRE, "SPECTRE SBM (20,100 tokens): DiT-S, GPU-sized")
+
+
+@hookimpl
+def lcmd_register_metrics(register: Callable[..., None]) -> None:
+    register(
+        MetricInfo(
+            name="mmd",
+            description="MMD² of degree, clustering and spectral histograms (Gaussian-TV kernel, "
+            "SPECTRE/DiGress conventions) vs the evaluated split, with the train-vs-split "
+            "reference (`*_train`) and the ratio to it",
+            compute=_metric("graph_mmd"),
+            higher_is_better=MMD_HIGHER_IS_BETTER,
+        )
+    )
+    register(
+        MetricInfo(
+            name="vun",
+            description="fractions valid (planar, sbm, grid), unique, novel and all three",
+            compute=_metric("graph_vun"),
+            higher_is_better=VUN_HIGHER_IS_BETTER,
+        )
+    )
