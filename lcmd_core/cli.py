@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -380,7 +381,7 @@ def _torchrun(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
-    from lcmd_core.trainer import Trainer
+    from lcmd_core.trainer import Trainer, TrainingInterrupted
 
     if args.nproc > 1:
         return _torchrun(args)
@@ -402,9 +403,12 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         )
     try:
         final = trainer.fit()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TrainingInterrupted) as err:
+        signum = err.signum if isinstance(err, TrainingInterrupted) else signal.SIGINT
         latest = run.latest()
-        if latest is None:
+        if not trainer.world.is_main:
+            pass
+        elif latest is None:
             again = shlex.join(["lcmd", *args.argv])
             print(
                 f"lcmd: interrupted before the first checkpoint; start again with `{again}`",
@@ -413,10 +417,11 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         else:
             again = shlex.join(["lcmd", *args.argv, *([] if args.resume else ["--resume"])])
             print(
-                f"lcmd: interrupted; the last checkpoint {latest} is kept; continue with `{again}`",
+                f"lcmd: {signal.Signals(signum).name} at step {trainer.step}; checkpoint "
+                f"{latest} holds step {int(latest.name.split('-')[-1])}; continue with `{again}`",
                 file=sys.stderr,
             )
-        return 130
+        return 128 + signum
     if not trainer.world.is_main:
         return 0
     preview = trainer.sample()

@@ -96,6 +96,15 @@ def sum_values(values: dict[str, float], world: World, device: torch.device) -> 
     return dict(zip(keys, tensor.tolist(), strict=True))
 
 
+def max_int(value: int, world: World, device: torch.device) -> int:
+    """The largest of the processes' `value`s (`value` itself for one process)."""
+    if world.size == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def micro_batch_seed(seed: int, step: int, attempt: int, index: int) -> int:
     """A 63-bit seed for global micro-batch `index` of optimizer step `step` (and retry
     `attempt` after a non-finite step), the same on every process."""

@@ -32,11 +32,20 @@ from .ema import EMA
 from .model import LCMD
 from .plugins import MetricContext, Plugin, get_plugin
 from .prepare import Prepared, load_codec, prepare_data
+from .run_guard import RunLockedError, StopRequest, run_lock, stop_requests
 from .shards import EpochSampler, ShardError, TokenDataset, check_compatible, read_index
 
 
 class TrainerError(ValueError):
     """A run cannot start or continue as asked; the message says why and what to do."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped `fit` between steps, after checkpointing the last one."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"stopped by signal {signum} at step {step}")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
 
 
 @dataclass
@@ -298,10 +307,23 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def fit(self, max_steps: int | None = None) -> dict[str, float]:
-        """Train to `max_steps` (default `config.train.max_steps`); returns the last log record."""
-        cfg = self.config
+        """Train to `max_steps` (default `config.train.max_steps`); returns the last log record.
+
+        Holds the run directory's lock throughout (a second trainer on it is refused). SIGINT
+        or SIGTERM stops training after the current step: the step is checkpointed and
+        `TrainingInterrupted` raised; a second Ctrl-C interrupts at once.
+        """
         if max_steps is not None:
-            cfg.train.max_steps = max_steps
+            self.config.train.max_steps = max_steps
+        lock = run_lock(self.run.path) if self.world.is_main else contextlib.nullcontext()
+        try:
+            with lock, stop_requests() as stop:
+                return self._fit(stop)
+        except RunLockedError as err:
+            raise TrainerError(str(err)) from None
+
+    def _fit(self, stop: StopRequest) -> dict[str, float]:
+        cfg = self.config
         total = cfg.train.max_steps
         micro, accum = self._batch_sizes()
         if self.sampler is None:  # the first fit() of this trainer: set up or resume
@@ -342,11 +364,14 @@ class Trainer:
             while self.step < total:
                 started = time.perf_counter()
                 values = self._train_step(train_set, micro, accum, total)
+                signum = distributed.max_int(stop.signum or 0, self.world, self.device)
                 if values is None:
+                    self._stop_if(signum)
                     continue
                 self.step += 1
                 tokens_per_s = tokens_per_step / (time.perf_counter() - started)
                 if not self.world.is_main:
+                    self._stop_if(signum)
                     continue
                 if self.step % cfg.train.log_every == 0 or self.step == total:
                     record = {
@@ -361,7 +386,19 @@ class Trainer:
                 if cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
                     self.sample(out_dir=self.run.samples_dir / f"preview-{self.step:07d}")
                 advance(self.step, values, tokens_per_s)
+                self._stop_if(signum)
         return record
+
+    def _stop_if(self, signum: int) -> None:
+        """After a signal: checkpoint the last finished step (rank 0) and stop."""
+        if not signum:
+            return
+        checkpoint = None
+        if self.world.is_main and self.step > 0:
+            latest = self.run.latest()
+            saved = latest is not None and latest.name == self.run.step_dir(self.step).name
+            checkpoint = latest if saved else self._save()
+        raise TrainingInterrupted(signum, self.step, checkpoint)
 
     def _train_step(
         self, train_set: TokenDataset, micro: int, accum: int, total: int

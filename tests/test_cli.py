@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -262,13 +264,51 @@ def test_interrupt_keeps_checkpoint_and_prints_resume_command(
     monkeypatch.setattr(Trainer, "_train_step", interrupted_after_6)
     code, _, err = lcmd(*args)
     assert code == 130 and err.count("\n") == 1, err
-    assert f"the last checkpoint {tmp_path / 'run' / 'checkpoints' / 'step-0000004'} is kept" in err
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-0000004"
+    assert f"SIGINT at step 6; checkpoint {checkpoint} holds step 4" in err
     again = shlex.split(err.split("`")[1])
     assert again[:2] == ["lcmd", "train"] and again[-1] == "--resume"
 
     monkeypatch.setattr(Trainer, "_train_step", step)
     code, stdout, _ = lcmd(*again[1:])
     assert code == 0 and f"(latest: step-{STEPS:07d})" in stdout
+
+
+def test_sigterm_checkpoints_the_step_and_exits_143(
+    trained: dict, tmp_path: Path, monkeypatch
+) -> None:
+    from lcmd_core.trainer import Trainer
+
+    step = Trainer._train_step
+
+    def terminated_during_6(self, *args):
+        if self.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step; the step still finishes
+        return step(self, *args)
+
+    shards = f"data.shards={trained['run'] / 'shards'}"
+    args = ["train", "--plugin", "example", "--out", tmp_path / "run", *FAST, "--set", shards]
+    monkeypatch.setattr(Trainer, "_train_step", terminated_during_6)
+    code, _, err = lcmd(*args)
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-0000006"
+    assert code == 143 and err.count("\n") == 1, err
+    assert f"SIGTERM at step 6; checkpoint {checkpoint} holds step 6" in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    code, stdout, _ = lcmd(*shlex.split(err.split("`")[1])[1:])
+    assert code == 0 and f"(latest: step-{STEPS:07d})" in stdout
+
+
+def test_second_trainer_on_a_run_directory_is_refused(trained: dict, tmp_path: Path) -> None:
+    from lcmd_core.run_guard import run_lock
+
+    shards = f"data.shards={trained['run'] / 'shards'}"
+    args = ["train", "--plugin", "example", "--out", tmp_path / "run", *FAST, "--set", shards]
+    with run_lock(tmp_path / "run"):
+        assert_user_error(lcmd(*args), f"is being trained by pid {os.getpid()} on")
+    code, _, _ = lcmd(*args)  # released: the same command now trains
+    assert code == 0
 
 
 def test_interrupt_before_first_checkpoint_says_start_again(tmp_path, monkeypatch) -> None:
