@@ -113,10 +113,10 @@ def save_checkpoint(
         raise ValueError(f"keep_last must be at least 1, got {keep_last}")
     final = run.step_dir(step)
     tmp = run.checkpoints_dir / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
         optimizer_tensors: dict[str, torch.Tensor] = {}
         optimizer_json = {
             "state": [
@@ -145,6 +145,13 @@ def save_checkpoint(
             fsync_path(path)
         fsync_path(tmp)
         replace_dir(tmp, final)
+    except OSError as err:  # disk full, read-only or vanished directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        latest = run.latest()
+        kept = f"the previous checkpoint {latest} is intact" if latest else "no checkpoint yet"
+        raise CheckpointError(
+            f"could not write checkpoint {final} ({err.strerror or err}); {kept}"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -298,6 +299,28 @@ def test_sigterm_checkpoints_the_step_and_exits_143(
     monkeypatch.setattr(Trainer, "_train_step", step)
     code, stdout, _ = lcmd(*shlex.split(err.split("`")[1])[1:])
     assert code == 0 and f"(latest: step-{STEPS:07d})" in stdout
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last(
+    trained: dict, tmp_path: Path, monkeypatch
+) -> None:
+    from lcmd_core import checkpoint
+
+    real_save, calls = checkpoint.save_file, []
+
+    def fills_the_disk(tensors, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) > 3:  # the second checkpoint (three files each) finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_file", fills_the_disk)
+    shards = f"data.shards={trained['run'] / 'shards'}"
+    args = ["train", "--plugin", "example", "--out", tmp_path / "run", *FAST, "--set", shards]
+    first = tmp_path / "run" / "checkpoints" / "step-0000004"
+    assert_user_error(lcmd(*args), f"(No space left on device); the previous checkpoint {first}")
+    checkpoint.load_checkpoint(first)
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == [first.name]
 
 
 def test_second_trainer_on_a_run_directory_is_refused(trained: dict, tmp_path: Path) -> None:
