@@ -479,13 +479,7 @@ def _known(trainer: Trainer, prompt: str, n: int) -> Any:
     if prompt_tokens is None:
         raise CLIError(f"--prompt: codec {codec.name} does not take prompts")
     seq_len = trainer.spec.seq_len
-    known = prompt_tokens(prompt, seq_len)
-    if tuple(known.shape) != (seq_len,):
-        raise CLIError(
-            f"--prompt: codec {codec.name} returned tokens of shape {list(known.shape)}, "
-            f"not [{seq_len}]"
-        )
-    return known.long().expand(n, seq_len).clone()
+    return prompt_tokens(prompt, seq_len).long().expand(n, seq_len).clone()
 
 
 def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
