@@ -31,7 +31,7 @@ help:
 	@echo "make demo       train a small model on the example plugin, sample, evaluate (~3 min)"
 	@echo "make test       run the fast test suite (what CI runs)"
 	@echo "make test-slow  run the slow tests (long trainings)"
-	@echo "make bench      run benchmarks/*.py and print their tables"
+	@echo "make bench      run the benchmarks, print their tables, write benchmarks/results.json"
 	@echo "make docs       build the documentation site into site/ (mkdocs --strict)"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make clean      remove .venv, site/ and runs/demo"
@@ -69,13 +69,10 @@ test-slow: $(STAMP)
 	# pytest exits 5 when no test is marked slow; that is not a failure here.
 	$(BIN)/python -m pytest -m slow || test $$? -eq 5
 
-# Benchmarks named *gpu* need CUDA and are skipped without it.
+# Every benchmark in full (5–10 min on 2 cores; those that need CUDA skip without it). CI runs
+# the quick mode: python -m benchmarks --quick.
 bench: $(STAMP)
-	cuda=$$($(BIN)/python -c 'import torch; print(int(torch.cuda.is_available()))'); \
-	for script in benchmarks/*.py; do \
-	  case "$$script" in *gpu*) if [ "$$cuda" = 0 ]; then echo "== $$script: skipped (no CUDA)"; continue; fi;; esac; \
-	  echo "== $$script"; $(BIN)/python "$$script"; \
-	done
+	$(BIN)/python -m benchmarks --json benchmarks/results.json
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict

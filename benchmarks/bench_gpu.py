@@ -1,62 +1,36 @@
 """GPU step time of LCMD under bf16 autocast, attention by torch SDPA vs xformers.
 
-Run on a CUDA machine: `python benchmarks/bench_gpu.py`. Prints a markdown table of ms per
-training step (loss + backward + fused AdamW) and sampling time per step, per size and backend.
+Needs CUDA (`python -m benchmarks --only gpu` skips it elsewhere). Prints ms per training step
+(loss + backward + fused AdamW) and per CFG sampling step, per size and attention backend.
 """
 
 from __future__ import annotations
-
-import argparse
-import time
 
 import torch
 
 from lcmd_core import LCMD
 from lcmd_core.attention import xformers_available
 
+from .common import Record, median_seconds, print_table, record
 
-def timed(fn, iters: int, warmup: int = 3) -> float:
-    """Median seconds of fn() on CUDA."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+NAME = "gpu"
+BATCH, SEQ_LEN, VOCAB, CLASSES = 64, 256, 1024, 10
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["S", "B"])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--vocab", type=int, default=1024)
-    parser.add_argument("--iters", type=int, default=10)
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("bench_gpu: no CUDA device here; nothing to measure")
-        return
+def run(quick: bool, device: torch.device) -> list[Record]:
+    """Training and CFG sampling ms/step per size and attention backend (bf16 autocast)."""
+    sizes, iters = (["S"], 3) if quick else (["S", "B", "L"], 10)
     torch.backends.cuda.matmul.allow_tf32 = True
     backends = ["sdpa", *(["xformers"] if xformers_available() else [])]
-    print(
-        f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, bf16 autocast, "
-        f"batch {args.batch}, seq_len {args.seq_len}, vocab {args.vocab}"
-    )
-    print("| size | attention | params | train ms/step | tokens/s | sample ms/step (CFG) |")
-    print("|---|---|---|---|---|---|")
-    for size in args.sizes:
+    rows, records = [], []
+    for size in sizes:
         for backend in backends:
             torch.manual_seed(0)
-            model = LCMD(
-                args.vocab, args.seq_len, num_classes=10, size=size, attention=backend
-            ).cuda()
+            model = LCMD(VOCAB, SEQ_LEN, num_classes=CLASSES, size=size, attention=backend)
+            model = model.to(device)
             opt = torch.optim.AdamW(model.param_groups(3e-4, 3e-3, 0.01), fused=True)
-            tokens = torch.randint(0, args.vocab, (args.batch, args.seq_len), device="cuda")
-            labels = torch.randint(0, 10, (args.batch,), device="cuda")
+            tokens = torch.randint(0, VOCAB, (BATCH, SEQ_LEN), device=device)
+            labels = torch.randint(0, CLASSES, (BATCH,), device=device)
 
             def step(model=model, opt=opt, tokens=tokens, labels=labels) -> None:
                 with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -67,16 +41,22 @@ def main() -> None:
 
             def sample(model=model, labels=labels) -> None:
                 with torch.autocast("cuda", dtype=torch.bfloat16):
-                    model.sample(args.batch, steps=10, labels=labels, guidance=2.0, seed=0)
+                    model.sample(BATCH, steps=10, labels=labels, guidance=2.0, seed=0)
 
-            t_train = timed(step, args.iters)
-            t_sample = timed(sample, 3, warmup=1) / 11  # 10 steps + the final readout
+            t_train = median_seconds(step, device, 3, iters)
+            t_sample = median_seconds(sample, device, 1, 3) / 11  # 10 steps + the final readout
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            print(
-                f"| {size} | {backend} | {params:.1f} M | {t_train * 1e3:.1f} "
-                f"| {args.batch * args.seq_len / t_train:,.0f} | {t_sample * 1e3:.2f} |"
-            )
-
-
-if __name__ == "__main__":
-    main()
+            rows.append(
+                [size, backend, f"{params:.1f} M", f"{t_train * 1e3:.1f}",
+                 f"{BATCH * SEQ_LEN / t_train:,.0f}", f"{t_sample * 1e3:.2f}"]
+            )  # fmt: skip
+            records += [
+                record(NAME, f"{size}/{backend}/train_tokens_per_s", BATCH * SEQ_LEN / t_train),
+                record(NAME, f"{size}/{backend}/sample_ms_per_cfg_step", t_sample * 1e3),
+            ]
+    print_table(
+        f"GPU, bf16 autocast (batch {BATCH}, L = {SEQ_LEN}, vocab {VOCAB})",
+        ["size", "attention", "params", "train ms/step", "tokens/s", "sample ms/step (CFG)"],
+        rows,
+    )
+    return records

@@ -1,7 +1,4 @@
-"""Time one LCMD training step against a plain transformer of the same size and the matmul peak.
-
-Run: `python benchmarks/bench_step.py` (or `make bench`). Prints a markdown table; fp32 on the
-CPU unless `--device cuda`. Not a test: numbers depend on the machine.
+"""One LCMD training step against a plain transformer of the same size and the matmul peak.
 
 For each size the LCMD step is `model.loss(tokens)["total"].backward()` + AdamW: a forward and
 backward over B·(1 + rec_fraction) rows (the t_min slice for L_rec rides along) and one
@@ -11,15 +8,14 @@ Model FLOPs are estimated as 6·P·tokens per forward+backward plus 2·P·tokens
 forward, where P counts the parameters applied at every position (input projection, attention
 and MLP matrices, output layer): the adaLN, time and class layers run once per sequence and are
 a third of the parameters of size S, so counting them would overstate the FLOPs. Attention's
-L² term and the Bayes readout are not counted either.
+L² term and the Bayes readout are not counted either. The two steps are timed in turns, so
+their ratio (the median over rounds) holds on a
+loaded machine.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import platform
-import time
 from collections.abc import Callable
 
 import torch
@@ -28,9 +24,11 @@ import torch.nn.functional as F
 from lcmd_core import LCMD
 from lcmd_core.denoiser import Denoiser
 
-CASES = {"tiny": 8, "S": 4}  # size -> batch
+from .common import Record, matmul_peak, median, median_ratio, paired_times, print_table, record
 
-
+NAME = "step"
+BATCH = {"tiny": 8, "S": 4}  # size -> batch
+VOCAB = 1024
 PER_SEQUENCE = ("ada", "time_mlp", "class_embed")  # parameter names not applied per position
 
 
@@ -43,71 +41,35 @@ def per_token_params(net: Denoiser) -> int:
     )
 
 
-def matmul_peak(device: torch.device, n: int = 2048, seconds: float = 2.0) -> float:
-    """Measured fp32 GFLOP/s of an n×n @ n×n matmul."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(2):
-        a @ b
-    _sync(device)
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        reps += 1
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_step(step: Callable[[], None], device: torch.device, warmup: int, iters: int) -> float:
-    """Median seconds of `step()` after `warmup` untimed calls."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iters):
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
-
-
-def lcmd_step(size: str, batch: int, seq_len: int, vocab: int, device: torch.device):
-    """(step function, denoiser, tokens through fwd+bwd, tokens through no-grad fwd)."""
-    model = LCMD(vocab, seq_len, size=size).to(device).train()
+def lcmd_step(model: LCMD, tokens: torch.Tensor) -> tuple[Callable[[], None], int, int]:
+    """(step function, tokens through fwd+bwd, tokens through no-grad fwd) of LCMD training."""
+    model.train()
     opt = torch.optim.AdamW(model.param_groups(3e-4, 3e-3, 0.01))
-    tokens = torch.randint(0, vocab, (batch, seq_len), device=device)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         model.loss(tokens)["total"].backward()
         opt.step()
 
+    batch, seq_len = tokens.shape
     dc = model.diffusion_config
     grad_rows = batch + math.ceil(batch * dc.rec_fraction)
     nograd_rows = (batch if dc.cm_weight > 0 else 0) + (
         grad_rows if model.model_config.self_condition else 0
     )
-    return step, model.denoiser, grad_rows * seq_len, nograd_rows * seq_len
+    return step, grad_rows * seq_len, nograd_rows * seq_len
 
 
-def plain_step(size: str, batch: int, seq_len: int, vocab: int, embed_dim: int, device):
-    """The bare Denoiser with a CE loss: (step function, denoiser, tokens through fwd+bwd)."""
-    net = Denoiser(vocab, embed_dim, (seq_len,), size=size).to(device).train()
+def plain_step(net: Denoiser, tokens: torch.Tensor, embed_dim: int) -> Callable[[], None]:
+    """A bare forward/backward of `net` with a cross-entropy loss, plus AdamW."""
+    net.train()
     # The adaLN-Zero/out layers start at zero; perturb so the backward does real work.
     with torch.no_grad():
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.01)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-4)
-    tokens = torch.randint(0, vocab, (batch, seq_len), device=device)
-    z = torch.randn(batch, seq_len, embed_dim, device=device)
-    log_snr = torch.zeros(batch, device=device)
+    z = torch.randn(*tokens.shape, embed_dim, device=tokens.device)
+    log_snr = torch.zeros(tokens.shape[0], device=tokens.device)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -115,56 +77,54 @@ def plain_step(size: str, batch: int, seq_len: int, vocab: int, embed_dim: int, 
         F.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
         opt.step()
 
-    return step, net, batch * seq_len
+    return step
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--vocab", type=int, default=1024)
-    parser.add_argument("--sizes", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    device = torch.device(args.device)
+def run(quick: bool, device: torch.device) -> list[Record]:
+    """Tokens/s and model FLOP/s of LCMD and plain steps per size, vs the matmul peak."""
+    sizes = ["tiny"] if quick else ["tiny", "S"]
+    seq_len, warmup, iters = (64, 1, 3) if quick else (256, 2, 7)
     torch.manual_seed(0)
-
-    peak = matmul_peak(device)
-    print(
-        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, {device.type}, fp32; seq_len {args.seq_len}, "
-        f"vocab {args.vocab}; matmul peak {peak:.1f} GFLOP/s"
-    )
-    print()
-    print(
-        "| size | step | batch | params (per-token) | ms/step | tokens/s | model GFLOP/s "
-        "| time vs plain | % of matmul peak |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for size in args.sizes:
-        batch = CASES[size]
-        step, net, grad_tok, nograd_tok = lcmd_step(size, batch, args.seq_len, args.vocab, device)
-        t_lcmd = time_step(step, device, args.warmup, args.iters)
-        embed_dim = 64
-        pstep, pnet, ptok = plain_step(size, batch, args.seq_len, args.vocab, embed_dim, device)
-        t_plain = time_step(pstep, device, args.warmup, args.iters)
-        p, pp = per_token_params(net), per_token_params(pnet)
-        rows = [
-            ("LCMD", t_lcmd, net, 6 * p * grad_tok + 2 * p * nograd_tok),
-            ("plain", t_plain, pnet, 6 * pp * ptok),
+    peak = matmul_peak(device, seconds=0.5 if quick else 2.0)
+    records = [record(NAME, "matmul_peak_gflops", peak)]
+    rows = []
+    for size in sizes:
+        batch = BATCH[size]
+        tokens = torch.randint(0, VOCAB, (batch, seq_len), device=device)
+        model = LCMD(VOCAB, seq_len, size=size).to(device)
+        embed_dim = model.model_config.embed_dim
+        net = Denoiser(VOCAB, embed_dim, (seq_len,), size=size).to(device)
+        step, grad_tok, nograd_tok = lcmd_step(model, tokens)
+        times = paired_times([step, plain_step(net, tokens, embed_dim)], device, warmup, iters)
+        t_lcmd, t_plain = median(times[0]), median(times[1])
+        time_ratio = median_ratio(*times)
+        p = per_token_params(model.denoiser)
+        flops_lcmd, flops_plain = 6 * p * grad_tok + 2 * p * nograd_tok, 6 * p * batch * seq_len
+        gflops_lcmd, gflops_plain = flops_lcmd / t_lcmd / 1e9, flops_plain / t_plain / 1e9
+        flops_ratio = flops_lcmd / flops_plain / time_ratio
+        params = sum(q.numel() for q in net.parameters()) / 1e6
+        for name, secs, gflops in (("LCMD", t_lcmd, gflops_lcmd), ("plain", t_plain, gflops_plain)):
+            rows.append(
+                [size, name, batch, f"{params:.2f} M ({p / 1e6:.2f} M)", f"{secs * 1e3:.0f}",
+                 f"{batch * seq_len / secs:,.0f}", f"{gflops:.1f}",
+                 f"{time_ratio if name == 'LCMD' else 1:.2f}×",
+                 f"{100 * gflops / peak:.0f} %",
+                 f"{flops_ratio if name == 'LCMD' else 1:.2f}"]
+            )  # fmt: skip
+        records += [
+            record(NAME, f"{size}/lcmd_tokens_per_s", batch * seq_len / t_lcmd),
+            record(NAME, f"{size}/plain_tokens_per_s", batch * seq_len / t_plain),
+            record(NAME, f"{size}/lcmd_gflops", gflops_lcmd),
+            record(NAME, f"{size}/plain_gflops", gflops_plain),
+            record(NAME, f"{size}/lcmd_fraction_of_peak", gflops_lcmd / peak),
+            record(NAME, f"{size}/plain_fraction_of_peak", gflops_plain / peak),
+            record(NAME, f"{size}/lcmd_time_vs_plain", time_ratio),
+            record(NAME, f"{size}/lcmd_flops_vs_plain", flops_ratio, ">= 0.9"),
         ]
-        for name, secs, model, flops in rows:
-            total = sum(q.numel() for q in model.parameters()) / 1e6
-            per_tok = per_token_params(model) / 1e6
-            gflops = flops / secs / 1e9
-            ratio = f"{t_lcmd / t_plain:.2f}×" if name == "LCMD" else "1.00×"
-            print(
-                f"| {size} | {name} | {batch} | {total:.2f} M ({per_tok:.2f} M) | {secs * 1e3:.0f} "
-                f"| {batch * args.seq_len / secs:,.0f} | {gflops:.1f} | {ratio} "
-                f"| {100 * gflops / peak:.0f} % |"
-            )
-
-
-if __name__ == "__main__":
-    main()
+    print_table(
+        f"Training step (fp32, L = {seq_len}, vocab {VOCAB}; matmul peak {peak:.1f} GFLOP/s)",
+        ["size", "step", "batch", "params (per-token)", "ms/step", "tokens/s", "model GFLOP/s",
+         "time vs plain", "% of matmul peak", "FLOP/s vs plain (goal ≥ 0.9)"],
+        rows,
+    )  # fmt: skip
+    return records

@@ -1,18 +1,21 @@
-"""Embedding-collapse diagnostics on the toy problem, with and without the CM loss (and frozen).
+"""Embedding-collapse diagnostics on the toy problem, with and without the CM loss and dropping.
 
 Trains the same tiny LCMD on 4 fixed random sequences (K=16, L=16) for a fixed number of steps
 and prints a markdown table: accuracy at t_min, sample match rate, ELBO bits/token and the collapse
-diagnostics of the EMA embedding table. Run: `python benchmarks/toy_collapse.py [--steps N]`.
+diagnostics of the EMA embedding table (quick mode: 40 steps, one seed).
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
 from lcmd_core import EMA, LCMD
+
+from .common import Record, print_table, record
+
+NAME = "collapse"
 
 K, L, N_SEQ = 16, 16, 4
 VARIANTS = {
@@ -21,9 +24,11 @@ VARIANTS = {
     "no CM, no dropping": {"cm_weight": 0.0, "drop_prob": 0.0},
     "CM, no dropping": {"drop_prob": 0.0},
 }
+REPORTED = ("acc_t0", "match", "bits", "mean_pairwise_dist", "effective_rank")
 
 
-def run(steps: int, seed: int, **overrides) -> dict[str, float]:
+def train_toy(steps: int, seed: int, **overrides: float) -> dict[str, float]:
+    """Train one variant; its final EMA model's figures."""
     torch.manual_seed(seed)
     data = torch.randint(0, K, (N_SEQ, L), generator=torch.Generator().manual_seed(1))
     model = LCMD(K, L, width=64, depth=2, heads=2, embed_dim=16, **overrides)
@@ -49,32 +54,26 @@ def run(steps: int, seed: int, **overrides) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--seeds", type=int, default=2)
-    args = parser.parse_args()
-    print(
-        f"toy problem K={K} L={L}, {N_SEQ} sequences, {args.steps} steps, "
-        f"mean of {args.seeds} seeds, EMA weights\n"
-    )
-    print(
-        "| variant | acc@t0 | sample match | ELBO bits/tok | pairwise dist | cov trace "
-        "| eff. rank | NN dist | seconds |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+def run(quick: bool, device: torch.device) -> list[Record]:
+    """Accuracy, sample match, ELBO and collapse diagnostics per variant (on the CPU)."""
+    steps, seeds = (40, 1) if quick else (1000, 2)
+    rows, records = [], []
     for name, overrides in VARIANTS.items():
         start = time.perf_counter()
-        rows = [run(args.steps, seed, **overrides) for seed in range(args.seeds)]
-        m = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-        print(
-            f"| {name} | {m['acc_t0']:.3f} | {m['match']:.2f} | {m['bits']:.3f} "
-            f"| {m['mean_pairwise_dist']:.2f} | {m['cov_trace']:.2f} "
-            f"| {m['effective_rank']:.1f} | {m['mean_nn_dist']:.2f} "
-            f"| {time.perf_counter() - start:.0f} |",
-            flush=True,
-        )
-
-
-if __name__ == "__main__":
-    main()
+        runs = [train_toy(steps, seed, **overrides) for seed in range(seeds)]
+        m = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+        rows.append(
+            [name, f"{m['acc_t0']:.3f}", f"{m['match']:.2f}", f"{m['bits']:.3f}",
+             f"{m['mean_pairwise_dist']:.2f}", f"{m['cov_trace']:.2f}",
+             f"{m['effective_rank']:.1f}", f"{m['mean_nn_dist']:.2f}",
+             f"{time.perf_counter() - start:.0f}"]
+        )  # fmt: skip
+        records += [record(NAME, f"{name}/{key}", m[key]) for key in REPORTED]
+    print_table(
+        f"Toy collapse (K={K}, L={L}, {N_SEQ} sequences, {steps} steps, mean over "
+        f"{seeds} seed{'s' if seeds > 1 else ''}, EMA weights)",
+        ["variant", "acc@t0", "sample match", "ELBO bits/tok", "pairwise dist", "cov trace",
+         "eff. rank", "NN dist", "seconds"],
+        rows,
+    )  # fmt: skip
+    return records
