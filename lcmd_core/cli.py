@@ -19,7 +19,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from lcmd_core.config import ConfigError, RunConfig, deep_merge, resolve_config, validate_config
+from lcmd_core.config import (
+    ConfigError,
+    RunConfig,
+    deep_merge,
+    parse_override,
+    resolve_config,
+    validate_config,
+)
 from lcmd_core.plugins import Plugin, PluginError, collect_plugins, get_plugin, get_plugin_manager
 
 if TYPE_CHECKING:
@@ -285,6 +292,7 @@ def _run_config(args: argparse.Namespace, plugin: Plugin) -> tuple[RunConfig, st
     config = resolve_config(
         preset=plugin.preset(preset) if preset else None, file=args.config, overrides=args.set
     )
+    _refuse_file_shards_outside_run(args, plugin, dataset)
     data: dict[str, Any] = {"plugin": plugin.name, "dataset": dataset}
     flags: dict[str, Any] = {"data": data}
     if args.data_root:
@@ -294,6 +302,24 @@ def _run_config(args: argparse.Namespace, plugin: Plugin) -> tuple[RunConfig, st
     if getattr(args, "max_steps", None):
         flags["train"] = {"max_steps": args.max_steps}
     return validate_config(deep_merge(config.model_dump(), flags)), dataset
+
+
+def _refuse_file_shards_outside_run(args: argparse.Namespace, plugin: Plugin, dataset: str) -> None:
+    """A config file may not send `prepare`'s writes outside the run directory: a shared or
+    downloaded config could otherwise pick any directory. On the command line it may."""
+    if not args.config:
+        return
+    shards = resolve_config(file=args.config).data.shards
+    on_command_line = any(parse_override(text)[0] == ["data", "shards"] for text in args.set or [])
+    if not shards or on_command_line:
+        return
+    run = Path(args.out or Path("runs") / f"{plugin.name}-{dataset}").resolve()
+    if not Path(shards).expanduser().resolve().is_relative_to(run):
+        raise CLIError(
+            f"--config {args.config} sets data.shards={shards}, outside the run directory "
+            f"{run}; a config file does not choose where lcmd writes: give it on the command "
+            "line (--set data.shards=...) if you mean it"
+        )
 
 
 def _plugins(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:

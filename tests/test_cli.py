@@ -323,6 +323,20 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last(
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == [first.name]
 
 
+def test_config_file_cannot_send_shards_outside_the_run(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data:\n  shards: {outside}\n")
+    args = ["prepare", "--plugin", "example", "--out", tmp_path / "run", *CONFIG]
+    assert_user_error(lcmd(*args, "--config", config), "outside the run directory")
+    assert not outside.exists()
+    inside = tmp_path / "run" / "my-shards"
+    config.write_text(f"data:\n  shards: {inside}\n")
+    assert lcmd(*args, "--config", config)[0] == 0 and (inside / "index.json").is_file()
+    on_cli = ["--config", config, "--set", f"data.shards={outside}"]
+    assert lcmd(*args, *on_cli)[0] == 0 and (outside / "index.json").is_file()
+
+
 def test_second_trainer_on_a_run_directory_is_refused(trained: dict, tmp_path: Path) -> None:
     from lcmd_core.run_guard import run_lock
 
