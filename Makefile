@@ -67,7 +67,7 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	# pytest exits 5 when no test is marked slow; that is not a failure here.
-	$(BIN)/python -m pytest -m slow || test $$? -eq 5
+	$(BIN)/python -m pytest -m slow -rP || test $$? -eq 5
 
 # Every benchmark in full (5–10 min on 2 cores; those that need CUDA skip without it). CI runs
 # the quick mode: python -m benchmarks --quick.
