@@ -407,6 +407,7 @@ def _torchrun(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    from lcmd_core.distributed import barrier
     from lcmd_core.trainer import Trainer, TrainingInterrupted
 
     if args.nproc > 1:
@@ -433,8 +434,8 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         signum = err.signum if isinstance(err, TrainingInterrupted) else signal.SIGINT
         latest = run.latest()
         if not trainer.world.is_main:
-            pass
-        elif latest is None:
+            return 128 + signum
+        if latest is None:
             again = shlex.join(["lcmd", *args.argv])
             print(
                 f"lcmd: interrupted before the first checkpoint; start again with `{again}`",
@@ -448,17 +449,19 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
                 file=sys.stderr,
             )
         return 128 + signum
-    if not trainer.world.is_main:
-        return 0
-    preview = trainer.sample()
-    print(f"run          {run.path}")
-    print(f"checkpoints  {run.checkpoints_dir} (latest: {_name(run.latest())})")
-    print(f"samples      {preview.out_dir}")
-    print(f"metrics      {run.metrics_path}")
-    if final:
-        _print_table("final", final)
-    else:
-        print(f"nothing to train: the run is already at step {trainer.step}")
+    if trainer.world.is_main:
+        preview = trainer.sample()
+        print(f"run          {run.path}")
+        print(f"checkpoints  {run.checkpoints_dir} (latest: {_name(run.latest())})")
+        print(f"samples      {preview.out_dir}")
+        print(f"metrics      {run.metrics_path}")
+        if final:
+            _print_table("final", final)
+        else:
+            print(f"nothing to train: the run is already at step {trainer.step}")
+    # Data-parallel ranks leave together: one that exits while another still holds the process
+    # group is aborted by the group's threads.
+    barrier(trainer.world)
     return 0
 
 

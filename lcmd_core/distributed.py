@@ -8,6 +8,7 @@ so a run gives the same losses whatever the number of processes.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -51,6 +52,14 @@ def init(world: World, device: torch.device) -> None:
             world_size=world.size,
             device_id=device if device.type == "cuda" else None,
         )
+        # Leaving with the group alive lets its threads abort the process at exit (SIGABRT).
+        atexit.register(shutdown)
+
+
+def shutdown() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier(world: World) -> None:

@@ -89,7 +89,7 @@ def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, shards, monkeyp
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt, "save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match=r"\(disk full\); the previous .*step-0000004 is"):
         make(tmp_path, shards, "run", "train.max_steps=8", resume=True).fit()
     run = RunDir(tmp_path / "run")
     assert run.latest().name == "step-0000004"

@@ -90,7 +90,7 @@ class GanTraining:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        self.last["d_loss"] = float(loss)
+        self.last["d_loss"] = float(loss.detach())
 
     def progress(self) -> str:
         """A progress-line fragment with the latest losses."""
