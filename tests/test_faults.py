@@ -22,7 +22,7 @@ from lcmd_core.checkpoint import RunDir, load_checkpoint
 
 pytest.importorskip("lcmd_example")
 
-STEPS = 12
+STEPS = 30
 COMMAND = [
     sys.executable, "-m", "lcmd_core.cli", "train", "--plugin", "example", "--preset", "tiny",
     "--no-progress", "--max-steps", str(STEPS),
@@ -52,14 +52,16 @@ def assert_loadable(run: Path) -> None:
         load_checkpoint(latest)
 
 
-def kill_and_resume(run: Path, rng: random.Random, kills: int) -> int:
-    """Start, kill -9 after a random delay, repeat `kills` times, then run to the end."""
+def kill_and_resume(run: Path, rng: random.Random, kills: int, duration: float) -> int:
+    """Start, kill -9 after a random share of an uninterrupted run's `duration` (start-up and
+    data preparation included), repeat `kills` times, then run to the end. Returns the number
+    of processes actually killed (a resumed run can finish before its kill)."""
     done = 0
     for _ in range(kills):
         proc = subprocess.Popen(
             command(run), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        time.sleep(rng.uniform(1.0, 8.0))
+        time.sleep(rng.uniform(0.2, 0.95) * duration)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             done += 1
@@ -71,16 +73,18 @@ def kill_and_resume(run: Path, rng: random.Random, kills: int) -> int:
 
 
 def run_trials(tmp_path: Path, trials: int) -> tuple[int, int]:
+    started = time.perf_counter()
     reference = subprocess.run(
         command(tmp_path / "reference"), env=ENV, capture_output=True, text=True, timeout=600
     )
+    duration = time.perf_counter() - started
     assert reference.returncode == 0, reference.stderr
     expected = weights(tmp_path / "reference")
     rng = random.Random(0)
     kills = matched = 0
     for trial in range(trials):
         run = tmp_path / f"trial-{trial}"
-        kills += kill_and_resume(run, rng, kills=3)
+        kills += kill_and_resume(run, rng, kills=3, duration=duration)
         got = weights(run)
         for name, tensors in expected.items():
             assert tensors.keys() == got[name].keys()
