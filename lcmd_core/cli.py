@@ -338,15 +338,22 @@ def _plugins(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     for name, info in listing.items():
         table.add_section()
         for codec in info["codecs"]:
-            table.add_row(name, "codec", codec["name"], codec["description"])
+            _add_text_row(table, name, "codec", codec["name"], codec["description"])
         for dataset in info["datasets"]:
             label = f"{dataset['name']} (default)" if dataset["default"] else dataset["name"]
-            table.add_row(name, "dataset", label, dataset["description"])
+            _add_text_row(table, name, "dataset", label, dataset["description"])
         for kind in ("preset", "metric"):
             for entry in info[f"{kind}s"]:
-                table.add_row(name, kind, entry["name"], entry["description"])
+                _add_text_row(table, name, kind, entry["name"], entry["description"])
     Console().print(table)
     return 0
+
+
+def _add_text_row(table: Any, *cells: str) -> None:
+    """Add cells as plain text: rich would read "[reconstructed]" in a description as markup."""
+    from rich.markup import escape
+
+    table.add_row(*(escape(cell) for cell in cells))
 
 
 def _describe(plugin: Plugin) -> dict[str, Any]:
@@ -478,7 +485,7 @@ def _print_table(title: str, values: dict[str, Any]) -> None:
     table.add_column("name", overflow="fold")  # a narrow terminal folds names, never cuts them
     table.add_column("value")
     for key, value in values.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        _add_text_row(table, key, f"{value:.4g}" if isinstance(value, float) else str(value))
     Console().print(table)
 
 

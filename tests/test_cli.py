@@ -132,6 +132,20 @@ def test_plugins_lists_example_codec_dataset_preset_and_metric(monkeypatch) -> N
         assert name in stdout
 
 
+def test_plugins_table_prints_square_brackets_as_text(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+
+    class Bracketed:
+        @hookimpl
+        def lcmd_register_presets(self, register) -> None:
+            register("paper", {}, "the paper's setting [reconstructed]")
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(Bracketed(), name="bracketed")
+    code, stdout, _ = lcmd("plugins", pm=pm)
+    assert code == 0 and "the paper's setting [reconstructed]" in stdout
+
+
 def read_scans(root: Path | None, split: str) -> tuple[list[str], None]:
     path = Path(root or ".") / f"scans-{split}.txt"
     if not path.is_file():
