@@ -396,8 +396,7 @@ class Trainer:
         checkpoint = None
         if self.world.is_main and self.step > 0:
             latest = self.run.latest()
-            saved = latest is not None and latest.name == self.run.step_dir(self.step).name
-            checkpoint = latest if saved else self._save()
+            checkpoint = latest if latest == self.run.step_dir(self.step) else self._save()
         raise TrainingInterrupted(signum, self.step, checkpoint)
 
     def _train_step(

@@ -173,7 +173,7 @@ class VQCodec:
                 out = model(images)
                 loss = out["loss"]
                 if gan is not None and step > o.gan_start:
-                    loss = loss + gan.generator_term(out, images)
+                    loss = loss + gan.generator_term(out)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

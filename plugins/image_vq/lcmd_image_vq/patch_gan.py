@@ -74,13 +74,13 @@ class GanTraining:
         )
         self.last = {"d_loss": 0.0, "g_loss": 0.0, "lambda": 0.0}
 
-    def generator_term(self, out: dict[str, Tensor], images: Tensor) -> Tensor:
-        """gan_weight · λ · (−mean D(recon)), λ balancing it against the reconstruction loss."""
+    def generator_term(self, out: dict[str, Tensor]) -> Tensor:
+        """gan_weight · λ · (−mean D(recon)), λ balancing it against the reconstruction loss
+        (the VQ-VAE forward's `mse`)."""
         self.discriminator.requires_grad_(False)
         g_loss = generator_loss(self.discriminator(out["recon"]))
         self.discriminator.requires_grad_(True)
-        rec_loss = F.mse_loss(out["recon"], images)
-        lam = adaptive_weight(rec_loss, g_loss, self.model.last_layer)
+        lam = adaptive_weight(out["mse"], g_loss, self.model.last_layer)
         self.last.update(g_loss=float(g_loss.detach()), **{"lambda": float(lam)})
         return self.weight * lam * g_loss
 
