@@ -27,11 +27,28 @@ VARIANTS: dict[str, list[str]] = {
     "full": [],
     "no_cm": ["diffusion.cm_weight=0"],
     "no_drop": ["diffusion.drop_prob=0"],
+    "drop_0.2": ["diffusion.drop_prob=0.2"],
     "drop_0.3": ["diffusion.drop_prob=0.3"],
+    "drop_0.5": ["diffusion.drop_prob=0.5"],
+    "shift_-1": ["diffusion.shift=-1"],
     "shift_-2": ["diffusion.shift=-2"],
+    "shift_-4": ["diffusion.shift=-4"],
     "frozen_emb": ["model.freeze_embeddings=true"],
     "ce_only_l2": ["diffusion.loss=ce_only", "model.embed_norm=l2"],
 }
+# The full model's m_RD and shift are the presets' (0.1, 0); these variants sweep around them.
+SWEEPS = {
+    "drop_prob": {"full": 0.1, "no_drop": 0.0, "drop_0.2": 0.2, "drop_0.3": 0.3, "drop_0.5": 0.5},
+    "shift": {"full": 0.0, "shift_-1": -1.0, "shift_-2": -2.0, "shift_-4": -4.0},
+}
+SAMPLING_STEPS = (5, 10, 25, 50, 100, 200)
+PLOTTED = (
+    "elbo_bits_per_token",
+    "classifier/fid",
+    "classifier/class_accuracy",
+    "quality/word_in_vocab",
+    "quality/ngram_ppl",
+)
 DIAGNOSTICS = ("embed/mean_pairwise_dist", "embed/cov_trace", "embed/effective_rank", "acc_t0")
 
 
@@ -88,6 +105,57 @@ def run_all(args: argparse.Namespace) -> list[dict]:
     return results
 
 
+def sweep_sampling(args: argparse.Namespace) -> list[dict]:
+    """`lcmd eval` of trained runs at every sampling step count × guidance weight."""
+    records: list[dict] = []
+    for run in args.sampling:
+        for guidance in args.guidance:
+            for steps in args.sampling_steps:
+                flags = ["--steps", str(steps), "--guidance", str(guidance)]
+                lcmd("eval", str(run), "--json", "--no-progress", *flags, log=run / "sweep.log")
+                metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+                records.append(
+                    {"run": run.name, "steps": steps, "guidance": guidance, "metrics": metrics}
+                )
+                print(f"{run.name} steps {steps} guidance {guidance}: {metrics}", flush=True)
+    (args.out / "sampling.json").write_text(json.dumps(records, indent=1) + "\n")
+    return records
+
+
+def spread(found: list[float]) -> tuple[float, float]:
+    """Mean and half-range of a list of values."""
+    return mean(found), (max(found) - min(found)) / 2
+
+
+def cell(found: list[float]) -> str:
+    """A table cell: mean ± half-range, the value alone for one, a dash for none."""
+    if not found:
+        return "–"
+    m, half = spread(found)
+    return f"{m:.3g} ± {half:.2g}" if len(found) > 1 else f"{m:.3g}"
+
+
+def values(records: list[dict], key: str, **match: object) -> list[float]:
+    """Metric `key` of the records whose fields equal `match`."""
+    return [r["metrics"][key] for r in records if all(r[k] == v for k, v in match.items())]
+
+
+def sampling_table(records: list[dict]) -> str:
+    """Markdown table of a sampling sweep: mean ± half-range over runs per steps × guidance."""
+    keys = list(dict.fromkeys(k for r in records for k in r["metrics"] if "/" in k))
+    lines = [
+        "| steps | guidance | runs | " + " | ".join(k.split("/")[-1] for k in keys) + " |",
+        "|" + "---|" * (3 + len(keys)),
+    ]
+    for steps, guidance in dict.fromkeys((r["steps"], r["guidance"]) for r in records):
+        cells = []
+        for key in keys:
+            found = values(records, key, steps=steps, guidance=guidance)
+            cells.append(cell(found))
+        lines.append(f"| {steps} | {guidance:g} | {len(found)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summary_line(record: dict) -> str:
     m = record["metrics"]
     return (
@@ -114,27 +182,81 @@ def table(results: list[dict]) -> str:
         cells = [variant, str(len(rows))]
         columns = [[r["metrics"].get(k) for r in rows] for k in keys]
         columns += [[r["diagnostics"][-1].get(k) for r in rows] for k in finals]
-        for values in columns:
-            values = [v for v in values if v is not None]
-            if not values:
-                cells.append("–")
-                continue
-            spread = (max(values) - min(values)) / 2
-            cells.append(
-                f"{mean(values):.3g} ± {spread:.2g}" if len(values) > 1 else f"{values[0]:.3g}"
-            )
+        for column in columns:
+            found = [v for v in column if v is not None]
+            cells.append(cell(found))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def figures(results: list[dict], directory: Path) -> list[Path]:
-    """Diagnostics against the training step, one panel each, a line per run."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _metric_keys(records: list[dict]) -> list[str]:
+    present = {k for r in records for k in r["metrics"]}
+    return [k for k in PLOTTED if k in present]
+
+
+def figures(results: list[dict], directory: Path) -> list[Path]:
+    """Diagnostics against the training step (one panel each, a line per run) and, where the
+    results hold m_RD or shift variants, the metrics against those values."""
+    plt = _pyplot()
     directory.mkdir(parents=True, exist_ok=True)
+    paths = [_diagnostics_figure(plt, results, directory)]
+    done = {r["variant"] for r in results}
+    swept = {name: vs for name, vs in SWEEPS.items() if len(done & set(vs)) > 1}
+    if swept:
+        keys = _metric_keys(results)
+        fig, axes = plt.subplots(
+            len(swept), len(keys), figsize=(3.6 * len(keys), 3.0 * len(swept)), squeeze=False
+        )
+        for row, (name, variants) in zip(axes, swept.items(), strict=True):
+            for ax, key in zip(row, keys, strict=True):
+                points = []
+                for variant, x in variants.items():
+                    found = values(results, key, variant=variant)
+                    if found:
+                        points.append((x, *spread(found)))
+                points.sort()
+                xs, ys, halves = zip(*points, strict=True)
+                ax.errorbar(xs, ys, yerr=halves, marker="o", capsize=3)
+                ax.set_xlabel(name)
+                ax.set_title(key.split("/")[-1].replace("_", " "))
+        fig.tight_layout()
+        paths.append(directory / "sweeps.png")
+        fig.savefig(paths[-1], dpi=110)
+    return paths
+
+
+def sampling_figure(records: list[dict], directory: Path) -> Path:
+    """Metrics against the number of sampling steps, a line per guidance weight."""
+    plt = _pyplot()
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = _metric_keys(records)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.8 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        for guidance in dict.fromkeys(r["guidance"] for r in records):
+            steps = sorted({r["steps"] for r in records if r["guidance"] == guidance})
+            stats = [spread(values(records, key, guidance=guidance, steps=n)) for n in steps]
+            ax.errorbar(steps, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o",
+                        capsize=3, label=f"guidance {guidance:g}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("sampling steps")
+        ax.set_title(key.split("/")[-1].replace("_", " "))
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = directory / "sampling.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _diagnostics_figure(plt, results: list[dict], directory: Path) -> Path:
     fig, axes = plt.subplots(1, len(DIAGNOSTICS), figsize=(4.2 * len(DIAGNOSTICS), 3.4))
     variants = list(dict.fromkeys(r["variant"] for r in results))
     colours = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
@@ -142,16 +264,16 @@ def figures(results: list[dict], directory: Path) -> list[Path]:
         for r in results:
             points = [(d["step"], d[key]) for d in r["diagnostics"] if key in d]
             if points:
-                steps, values = zip(*points, strict=True)
+                steps, ys = zip(*points, strict=True)
                 label = r["variant"] if r["seed"] == results[0]["seed"] else None
-                ax.plot(steps, values, color=colours[r["variant"]], lw=1, label=label)
+                ax.plot(steps, ys, color=colours[r["variant"]], lw=1, label=label)
         ax.set_title(key.split("/")[-1].replace("_", " "))
         ax.set_xlabel("step")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     path = directory / "diagnostics.png"
     fig.savefig(path, dpi=110)
-    return [path]
+    return path
 
 
 def main() -> None:
@@ -163,14 +285,30 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="override for every run")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     parser.add_argument("--out", type=Path, default=Path("runs/ablations"))
-    parser.add_argument("--report", type=Path, help="results.json to summarise instead of running")
+    parser.add_argument(
+        "--sampling", type=Path, nargs="+", help="trained runs to evaluate at every sampling "
+        "step count (--sampling-steps) and guidance weight (--guidance) instead of training"
+    )  # fmt: skip
+    parser.add_argument("--sampling-steps", type=int, nargs="+", default=list(SAMPLING_STEPS))
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--report", type=Path, help="results.json or sampling.json to summarise")
     parser.add_argument("--figures", type=Path, help="with --report: directory for the PNGs")
     args = parser.parse_args()
     if args.report:
-        results = json.loads(args.report.read_text())
-        print(table(results))
+        records = json.loads(args.report.read_text())
+        is_sampling = bool(records) and "guidance" in records[0]
+        print(sampling_table(records) if is_sampling else table(records))
         if args.figures:
-            print("\n".join(str(p) for p in figures(results, args.figures)))
+            made = (
+                [sampling_figure(records, args.figures)]
+                if is_sampling
+                else figures(records, args.figures)
+            )
+            print("\n".join(str(p) for p in made))
+        return
+    if args.sampling:
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(sampling_table(sweep_sampling(args)))
         return
     results = run_all(args)
     print(table(results))

@@ -239,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="samples drawn for the plugin's metrics (default: the run's sample.num_samples)",
     )
+    evaluate.add_argument(
+        "--steps", type=_positive_int, help="sampling steps (default: the run's sample.steps)"
+    )
+    evaluate.add_argument(
+        "--guidance",
+        type=_non_negative_float,
+        help="classifier-free guidance weight (default: the run's sample.guidance)",
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_no_progress(evaluate)
@@ -539,7 +547,13 @@ def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
 
 def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     trainer = _from_run(args, pm)
-    metrics = trainer.evaluate(args.split, n_samples=args.n_samples, seed=args.seed)
+    metrics = trainer.evaluate(
+        args.split,
+        n_samples=args.n_samples,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+    )
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0

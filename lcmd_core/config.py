@@ -33,7 +33,7 @@ class ModelConfig(_Strict):
     embed_dim: int = Field(64, gt=0, description="D, the token embedding width")
     embed_norm: Literal["none", "l2", "l2_scaled"] = "none"
     freeze_embeddings: bool = False
-    pos_encoding: Literal["learned", "sincos"] = "sincos"
+    pos_encoding: Literal["learned", "sincos", "rope"] = "sincos"
     output_prior: bool = True
     self_condition: bool = False
     attention: Literal["auto", "xformers", "sdpa", "math"] = "auto"

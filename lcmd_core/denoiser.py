@@ -61,6 +61,28 @@ def sincos_positions(coords: Tensor, dim: int) -> Tensor:
     return out
 
 
+def rotary_angles(coords: Tensor, head_dim: int) -> Tensor:
+    """Rotary angles of integer coordinates[L, axes] → [L, head_dim // 2].
+
+    The head's channel pairs are split evenly across axes (2-D RoPE on an image grid, 1-D on a
+    sequence), each axis with frequencies 10000^(−k/n); leftover pairs get angle 0 (no rotation).
+    """
+    axes, pairs = coords.shape[1], head_dim // 2
+    per_axis = pairs // axes
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(per_axis, dtype=torch.float64) / per_axis)
+    out = torch.zeros(coords.shape[0], pairs, dtype=torch.float64)
+    for a in range(axes):
+        out[:, a * per_axis : (a + 1) * per_axis] = coords[:, a, None].double() * freqs
+    return out.float()
+
+
+def rotate(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotate channel pairs (i, i + Dh/2) of x[B, H, L, Dh] by angles[L, Dh/2] (RoPE)."""
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """adaLN modulation: x[B, L, W] * (1 + scale[B, W]) + shift[B, W]."""
     return x * (1 + scale[:, None]) + shift[:, None]
@@ -90,11 +112,13 @@ class Block(nn.Module):
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x: Tensor, cond: Tensor, backend: str) -> Tensor:
-        """x: [B, L, W], cond: [B, W] → [B, L, W]."""
+    def forward(self, x: Tensor, cond: Tensor, backend: str, angles: Tensor | None) -> Tensor:
+        """x: [B, L, W], cond: [B, W], angles: rotary [L, Dh/2] or None → [B, L, W]."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond).chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift1, scale1)
         q, k, v = rearrange(self.qkv(h), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        if angles is not None:
+            q, k = rotate(q, angles), rotate(k, angles)
         h = rearrange(attention(q, k, v, backend), "b h l d -> b l (h d)")
         x = x + gate1[:, None] * self.drop(self.proj(h))
         h = modulate(self.norm2(x), shift2, scale2)
@@ -104,8 +128,9 @@ class Block(nn.Module):
 class Denoiser(nn.Module):
     """Transformer over L positions: (z_t[B, L, D], λ[B], class[B]) → network logits[B, L, K].
 
-    The input is rescaled to unit variance, projected to the model width, given positional
-    encodings (learned, or fixed sin-cos of the explicit `positions`, else of the token grid) and
+    The input is rescaled to unit variance, projected to the model width, given positions
+    (learned or fixed sin-cos encodings added to the input, or rotary angles applied to queries
+    and keys; fixed ones come from the explicit `positions`, else from the token grid) and
     conditioned through adaLN-Zero on a sinusoidal embedding of λ plus a class embedding whose
     last row is the null class used for classifier-free guidance. The output layer starts at
     zero, so at initialisation the logits are exactly the Bayes readout the caller adds
@@ -144,13 +169,22 @@ class Denoiser(nn.Module):
         seq_len = math.prod(token_shape)
         in_dim = embed_dim * (2 if self_condition else 1)
         self.in_proj = nn.Linear(in_dim, width)
+        coords = grid_coordinates(token_shape) if positions is None else torch.tensor(positions)
+        self.register_buffer("angles", None, persistent=False)
         if pos_encoding == "learned":
             self.pos = nn.Parameter(torch.randn(seq_len, width) * 0.02)
         elif pos_encoding == "sincos":
-            coords = grid_coordinates(token_shape) if positions is None else torch.tensor(positions)
             self.register_buffer("pos", sincos_positions(coords, width), persistent=False)
+        elif pos_encoding == "rope":
+            if (width // heads) // 2 < coords.shape[1]:
+                raise ValueError(
+                    f"rope needs at least {2 * coords.shape[1]} channels a head for "
+                    f"{coords.shape[1]} position axes; got {width // heads}"
+                )
+            self.pos = None
+            self.angles = rotary_angles(coords, width // heads)
         else:
-            raise ValueError(f"pos_encoding must be learned or sincos, got {pos_encoding!r}")
+            raise ValueError(f"pos_encoding must be learned, sincos or rope, got {pos_encoding!r}")
         self.time_mlp = nn.Sequential(nn.Linear(256, width), nn.SiLU(), nn.Linear(width, width))
         self.class_embed = nn.Embedding(num_classes + 1, width) if num_classes else None
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
@@ -192,7 +226,9 @@ class Denoiser(nn.Module):
         """z: [B, L, D] (already input-scaled), log_snr: [B], labels: [B] → logits [B, L, K]."""
         if self.self_condition:
             z = torch.cat([z, self_cond if self_cond is not None else torch.zeros_like(z)], -1)
-        x = self.in_proj(z) + self.pos.to(z.dtype)
+        x = self.in_proj(z)
+        if self.pos is not None:
+            x = x + self.pos.to(z.dtype)
         # λ spans about [-20, 20]; a fixed rescale keeps the sinusoid frequencies useful.
         cond = self.time_mlp(sincos_1d(log_snr.float() * 25.0, 256).to(z))
         if self.class_embed is not None:
@@ -201,6 +237,6 @@ class Denoiser(nn.Module):
             cond = cond + self.class_embed(labels)
         backend = self.backend_for(z.device)
         for block in self.blocks:
-            x = block(x, cond, backend)
+            x = block(x, cond, backend, self.angles)
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)
         return self.out(modulate(self.final_norm(x), shift, scale))

@@ -557,10 +557,13 @@ class Trainer:
         seed: int = 0,
         max_sequences: int | None = 4096,
         use_ema: bool | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
     ) -> dict[str, Any]:
         """ELBO bits/token on a held-out split and the plugin's metrics on fresh samples.
 
-        Writes `metrics.json` in the run directory with the protocol next to every number.
+        `steps` and `guidance` override the run's sampling settings for the samples. Writes
+        `metrics.json` in the run directory with the protocol next to every number.
         """
         if not (self.shards_dir / "index.json").is_file():
             raise ShardError(f"no token shards in {self.shards_dir}; run `lcmd prepare` first")
@@ -594,6 +597,8 @@ class Trainer:
         if self.plugin.metrics:
             drawn = self.sample(
                 n_samples,
+                steps=steps,
+                guidance=guidance,
                 seed=seed,
                 use_ema=use_ema,
                 out_dir=self.run.samples_dir / f"eval-{self.step:07d}",
@@ -621,9 +626,9 @@ class Trainer:
             "sequences": count,
             "seed": seed,
             "samples": n_samples,
-            "steps": self.config.sample.steps,
+            "steps": steps or self.config.sample.steps,
             "sampler": self.config.sample.sampler,
-            "guidance": self.config.sample.guidance,
+            "guidance": self.config.sample.guidance if guidance is None else guidance,
             "ema": self.config.sample.use_ema if use_ema is None else use_ema,
             "checkpoint_step": self.step,
             "fingerprint": self.spec.fingerprint,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "examples" / "ablations.py"
 
 
@@ -54,3 +56,29 @@ def test_every_variant_override_is_a_valid_config_key() -> None:
 
     for overrides in load_script().VARIANTS.values():
         resolve_config(overrides=overrides)
+
+
+def sweep_record(steps: int, guidance: float, fid: float) -> dict:
+    return {"run": "full-seed0", "steps": steps, "guidance": guidance,
+            "metrics": {"elbo_bits_per_token": 5.0, "classifier/fid": fid}}  # fmt: skip
+
+
+def test_sampling_table_pools_runs_per_steps_and_guidance() -> None:
+    records = [sweep_record(5, 1.0, 100.0), sweep_record(5, 1.0, 120.0), sweep_record(50, 2.0, 60)]
+    lines = load_script().sampling_table(records).splitlines()
+    assert lines[0] == "| steps | guidance | runs | fid |"
+    assert lines[2] == "| 5 | 1 | 2 | 110 ± 10 |"
+    assert lines[3] == "| 50 | 2 | 1 | 60 |"
+
+
+def test_figures_plot_the_sweeps_and_the_sampling_steps(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    ablations = load_script()
+    results = [record("full", 0, 70.0, 1.8), record("drop_0.3", 0, 90.0, 1.8),
+               record("no_drop", 0, 80.0, 1.9), record("shift_-2", 0, 75.0, 1.7)]  # fmt: skip
+    made = ablations.figures(results, tmp_path)
+    # m_RD has three points; the shift only two (full and shift_-2), which is still a sweep
+    assert [p.name for p in made] == ["diagnostics.png", "sweeps.png"]
+    assert all(p.stat().st_size > 1000 for p in made)
+    sampling = ablations.sampling_figure([sweep_record(5, 1.0, 100.0)], tmp_path)
+    assert sampling.name == "sampling.png" and sampling.stat().st_size > 1000

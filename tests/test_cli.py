@@ -102,6 +102,9 @@ def test_prepare_train_sample_eval_end_to_end(trained: dict, tmp_path: Path, mon
     metrics = json.loads(stdout)
     assert code == 0 and 0 < metrics["elbo_bits_per_token"] < 64
     assert metrics == written["metrics"]
+    code, _, _ = lcmd("eval", run, "--n-samples", 2, "--steps", 3, "--guidance", 1.5, "--json")
+    protocol = json.loads((run / "metrics.json").read_text())["protocol"]
+    assert code == 0 and (protocol["steps"], protocol["guidance"]) == (3, 1.5)
 
 
 def test_label_by_index_matches_label_by_name(trained: dict, tmp_path: Path) -> None:
@@ -211,6 +214,7 @@ def test_data_root_defaults_to_environment(monkeypatch, tmp_path: Path) -> None:
         (["sample", "run", "--sampler", "euler"], "argument --sampler: invalid choice"),
         (["sample", "run", "--guidance", "-1"], "expected a number >= 0"),
         (["eval", "run", "--n-samples", "many"], "expected a positive integer, got 'many'"),
+        (["eval", "run", "--steps", "0"], "expected a positive integer, got '0'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], match: str, tmp_path, monkeypatch) -> None:
