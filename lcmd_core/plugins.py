@@ -118,6 +118,7 @@ class MetricContext:
     sample_labels: list[int] | None  # the class each sample was generated for
     load: Callable[[str], tuple[list[Any], list[int] | None]]  # raw items and labels of a split
     cache_dir: Path  # in the run directory, for what a metric computes once (a classifier)
+    elbo_bits_per_token: float | None = None  # the model's ELBO on the split, when measured
     # Filled by the metric: how it measured (feature network, weights checksum, preprocessing);
     # `Trainer.evaluate` writes it to metrics.json under protocol.metrics[<metric name>].
     protocol: dict[str, Any] = field(default_factory=dict)

@@ -613,6 +613,7 @@ class Trainer:
                     self.prepared.dataset.load, data_root=Path(root).expanduser() if root else None
                 ),
                 cache_dir=self.run.path / "metric_cache",
+                elbo_bits_per_token=results["elbo_bits_per_token"],
             )
             for name, metric in self.plugin.metrics.items():
                 metric_context = replace(context, protocol={})

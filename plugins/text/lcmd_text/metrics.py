@@ -29,7 +29,11 @@ QUALITY_HIGHER_IS_BETTER = {
     )
     for suffix in ("", "_heldout")
 }
-BPC_HIGHER_IS_BETTER = {"chars_per_token": True, "ngram5_bits_per_char": False}
+BPC_HIGHER_IS_BETTER = {
+    "chars_per_token": True,
+    "ngram5_bits_per_char": False,
+    "elbo_bits_per_char": False,
+}
 
 
 def words(text: str) -> list[str]:
@@ -93,14 +97,16 @@ def quality_metrics(
 def bpc_metrics(
     samples: list[str], references: list[str], codec: Any, context: Any
 ) -> dict[str, float]:
-    """Characters per token position of the split, and the 5-gram baseline's bits/char on it.
+    """Characters per token position of the split, the model's ELBO in bits per character and
+    the 5-gram baseline's bits/char on the same split.
 
-    Bits per character of the model = `elbo_bits_per_token / chars_per_token` (padding positions
-    count as tokens, so the figure bounds the bits of the text itself).
+    `elbo_bits_per_char` = ELBO bits/token ÷ `chars_per_token` (padding positions count as
+    tokens, so the figure bounds the bits of the text itself).
     """
     ngram, _ = train_statistics(context)
     chars = sum(map(len, references))
-    return {
-        "chars_per_token": chars / (len(references) * codec.token_spec.seq_len),
-        "ngram5_bits_per_char": ngram.bits_per_char(references),
-    }
+    per_token = chars / (len(references) * codec.token_spec.seq_len)
+    scores = {"chars_per_token": per_token, "ngram5_bits_per_char": ngram.bits_per_char(references)}
+    if context.elbo_bits_per_token is not None:
+        scores["elbo_bits_per_char"] = context.elbo_bits_per_token / per_token
+    return scores

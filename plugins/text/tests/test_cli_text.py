@@ -86,6 +86,9 @@ def test_eval_reports_elbo_bits_per_char_and_sample_metrics(run: Path) -> None:
         assert key in {k.removeprefix("quality/").removesuffix("_heldout") for k in metrics}
     assert metrics["quality/word_in_vocab_heldout"] == 1.0
     assert metrics["elbo_bits_per_token"] > 0
+    assert metrics["bpc/elbo_bits_per_char"] == pytest.approx(
+        metrics["elbo_bits_per_token"] / metrics["bpc/chars_per_token"]
+    )
 
 
 @pytest.mark.parametrize(
