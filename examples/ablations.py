@@ -3,12 +3,16 @@
     python examples/ablations.py --plugin image_vq --steps 2000 --seeds 0 1 --jobs 12 \\
         --out runs/ablations                     # trains, evaluates, writes results.json
     python examples/ablations.py --report runs/ablations/results.json --figures docs/experiments
+    python examples/ablations.py --sampling runs/demo --guidance 1 2 --out runs/sampling
+    python examples/ablations.py --report runs/sampling/sampling.json --figures docs/experiments
 
 The data are prepared once (`lcmd prepare`) and every run reuses the fitted codec and shards, so
 variants differ only in what the overrides change. Each record in `results.json` holds the
 variant, seed, overrides, the `lcmd eval` metrics and the collapse diagnostics over training.
 `--report` prints the markdown table (mean ± half-range over seeds) and, when matplotlib is
-installed, draws the diagnostics against the step.
+installed, draws the diagnostics against the step and the metrics against m_RD and the shift.
+`--sampling` evaluates trained runs at every number of sampling steps (5 … 200) and guidance
+weight, once per seed, into `sampling.json`; its report draws the metrics against the steps.
 """
 
 from __future__ import annotations
@@ -106,18 +110,17 @@ def run_all(args: argparse.Namespace) -> list[dict]:
 
 
 def sweep_sampling(args: argparse.Namespace) -> list[dict]:
-    """`lcmd eval` of trained runs at every sampling step count × guidance weight."""
+    """`lcmd eval` of trained runs at every sampling step count × guidance weight × seed."""
     records: list[dict] = []
+    grid = [(g, n, s) for g in args.guidance for n in args.sampling_steps for s in args.seeds]
     for run in args.sampling:
-        for guidance in args.guidance:
-            for steps in args.sampling_steps:
-                flags = ["--steps", str(steps), "--guidance", str(guidance)]
-                lcmd("eval", str(run), "--json", "--no-progress", *flags, log=run / "sweep.log")
-                metrics = json.loads((run / "metrics.json").read_text())["metrics"]
-                records.append(
-                    {"run": run.name, "steps": steps, "guidance": guidance, "metrics": metrics}
-                )
-                print(f"{run.name} steps {steps} guidance {guidance}: {metrics}", flush=True)
+        for guidance, steps, seed in grid:
+            flags = ["--steps", str(steps), "--guidance", str(guidance), "--seed", str(seed)]
+            lcmd("eval", str(run), "--json", "--no-progress", *flags, log=run / "sweep.log")
+            metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+            records.append({"run": run.name, "steps": steps, "guidance": guidance,
+                            "seed": seed, "metrics": metrics})  # fmt: skip
+            print(f"{run.name} steps {steps} guidance {guidance} seed {seed}: {metrics}")
     (args.out / "sampling.json").write_text(json.dumps(records, indent=1) + "\n")
     return records
 
@@ -141,10 +144,11 @@ def values(records: list[dict], key: str, **match: object) -> list[float]:
 
 
 def sampling_table(records: list[dict]) -> str:
-    """Markdown table of a sampling sweep: mean ± half-range over runs per steps × guidance."""
+    """Markdown table of a sampling sweep: mean ± half-range over runs and sampling seeds per
+    steps × guidance."""
     keys = list(dict.fromkeys(k for r in records for k in r["metrics"] if "/" in k))
     lines = [
-        "| steps | guidance | runs | " + " | ".join(k.split("/")[-1] for k in keys) + " |",
+        "| steps | guidance | draws | " + " | ".join(k.split("/")[-1] for k in keys) + " |",
         "|" + "---|" * (3 + len(keys)),
     ]
     for steps, guidance in dict.fromkeys((r["steps"], r["guidance"]) for r in records):

@@ -66,7 +66,7 @@ def sweep_record(steps: int, guidance: float, fid: float) -> dict:
 def test_sampling_table_pools_runs_per_steps_and_guidance() -> None:
     records = [sweep_record(5, 1.0, 100.0), sweep_record(5, 1.0, 120.0), sweep_record(50, 2.0, 60)]
     lines = load_script().sampling_table(records).splitlines()
-    assert lines[0] == "| steps | guidance | runs | fid |"
+    assert lines[0] == "| steps | guidance | draws | fid |"
     assert lines[2] == "| 5 | 1 | 2 | 110 ± 10 |"
     assert lines[3] == "| 50 | 2 | 1 | 60 |"
 
