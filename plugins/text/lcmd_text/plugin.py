@@ -23,16 +23,25 @@ if TYPE_CHECKING:
     from lcmd_text.bpe_codec import BPECodec
     from lcmd_text.char_codec import CharCodec
 
+_SMALL_MODEL = {
+    "size": "tiny",
+    "width": 64,
+    "depth": 2,
+    "heads": 2,
+    "embed_dim": 16,
+    "pos_encoding": "rope",
+    "self_condition": True,
+}
 TINY = {
-    "model": {"size": "tiny", "width": 64, "depth": 2, "heads": 2, "embed_dim": 16},
+    "model": _SMALL_MODEL,
     "optim": {"lr": 1e-3, "warmup_steps": 20},
     "train": {"max_steps": 100, "global_batch_size": 16, "checkpoint_every": 50},
     "sample": {"steps": 20, "num_samples": 8},
 }
-# The most learning per CPU minute of those measured on 2 shared cores: 5000 steps in 19.5 min
-# (width 256 × 4 layers ran 2-3 s a step and was still at the unigram entropy after 240 steps).
+# The most learning per CPU minute of those measured (docs/text.md): rotary positions let the
+# tiny model pick up local context within a few hundred steps; self-conditioning helps samples.
 SHAKESPEARE = {
-    "model": {"size": "tiny", "width": 64, "depth": 2, "heads": 2, "embed_dim": 16},
+    "model": _SMALL_MODEL,
     "optim": {"lr": 2e-3, "warmup_steps": 100, "ema_decay": 0.995},
     "train": {"max_steps": 5000, "global_batch_size": 16, "checkpoint_every": 500},
     "sample": {"steps": 100, "num_samples": 16},
