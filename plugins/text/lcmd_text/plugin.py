@@ -120,7 +120,11 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
 @hookimpl
 def lcmd_register_presets(register: Callable[..., None]) -> None:
     register("tiny", TINY, "2-layer width-64 model, 100 steps: seconds on a CPU")
-    register("shakespeare", SHAKESPEARE, "2-layer width-64 char model, 5000 steps: ~20 min CPU")
+    register(
+        "shakespeare",
+        SHAKESPEARE,
+        "2-layer width-64 char model, RoPE, self-conditioning, 5000 steps: ~10 CPU min",
+    )
     register("text8", TEXT8, "DiT-S size, 200k steps at batch 256: a GPU setting")
 
 
