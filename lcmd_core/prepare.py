@@ -159,6 +159,10 @@ def prepare_data(
         if not items:
             continue
         log(f"encoding {info.name}/{split}: {len(items)} items")
+        if labels is None and hasattr(codec, "encode_stream"):
+            # A stream codec (BPE over text) cuts one token stream into sequences.
+            splits[split] = (codec.encode_stream(items).long(), None)
+            continue
         tokens, kept = _encode(codec, items)
         if len(kept) < len(items):
             log(f"skipped {len(items) - len(kept)} unreadable items of {info.name}/{split}")

@@ -35,14 +35,16 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int):  # -> tokenizers.Tok
 
 
 class BPECodec:
-    """Strings ↔ `LongTensor[N, seq_len]` of byte-level BPE tokens, padded at the end.
+    """Strings ↔ `LongTensor[N, seq_len]` of byte-level BPE tokens.
+
+    A split is encoded as one token stream cut into `seq_len` tokens (`encode_stream`, padded
+    only at the end); `encode` maps each string to its own padded row (for a single text).
 
     `fit` trains a tokenizer of `vocab_size` tokens on the training text, or loads
     `tokenizer_file` when one is given (a `tokenizer.json` of any Hugging Face tokenizer; the
-    round trip is exact only if it is lossless). The id after the tokenizer's last pads. The
-    default `seq_len` fits any ASCII chunk (a byte-level token covers at least one byte); English
-    takes ~3-4 characters a token, so a lower one saves compute, and a chunk that does not fit is
-    an error.
+    round trip is exact only if it is lossless). The id after the tokenizer's last pads.
+    English takes ~3-4 characters a token, so the default `seq_len` of 256 holds ~900
+    characters; `encode` of a string that needs more tokens is an error.
     """
 
     name = "bpe"
@@ -109,6 +111,20 @@ class BPECodec:
                 )
             tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return tokens
+
+    def encode_stream(self, items: Sequence[str]) -> torch.Tensor:
+        """Consecutive pieces of one text → `LongTensor[M, seq_len]`: the token stream cut into
+        sequences, padded only at its end (how `lcmd prepare` encodes a split)."""
+        stream: list[int] = []
+        for start in range(0, len(items), 1024):
+            batch = self.tokenizer.encode_batch(list(items[start : start + 1024]),
+                                                add_special_tokens=False)  # fmt: skip
+            for encoding in batch:
+                stream.extend(encoding.ids)
+        rows = max(1, -(-len(stream) // self.seq_len))
+        tokens = torch.full((rows * self.seq_len,), self.pad, dtype=torch.long)
+        tokens[: len(stream)] = torch.tensor(stream, dtype=torch.long)
+        return tokens.view(rows, self.seq_len)
 
     def decode(self, tokens: torch.Tensor) -> list[str]:
         """`LongTensor[N, seq_len]` → strings; PAD is dropped wherever it appears."""

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import lcmd_text.plugin
 import pytest
+import torch
+from lcmd_text.bpe_codec import BPECodec
 from lcmd_text.char_codec import CharCodec
 from safetensors.torch import load_file
 
 from lcmd_core.cli import main
 from lcmd_core.plugins import get_plugin_manager
+from lcmd_core.shards import TokenDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -125,5 +128,12 @@ def test_prepare_trains_a_bpe_tokenizer(tmp_path: Path) -> None:
     assert "codec   bpe: vocab 3" in out and "tokens (256,)" in out
     assert (tmp_path / "run" / "codec" / "tokenizer.json").is_file()
     short = "data.codec_options={vocab_size: 300, seq_len: 64}"
-    result = lcmd(*prepare, "--out", tmp_path / "run2", "--set", short)
-    assert_user_error(result, "takes 131 tokens, more than seq_len=64; raise")
+    code, out, err = lcmd(*prepare, "--out", tmp_path / "run2", "--set", short)
+    assert code == 0, err
+    train = TokenDataset(tmp_path / "run2" / "shards", "train")
+    tokens = train.tokens(torch.arange(len(train)))
+    codec = BPECodec()
+    codec.load(tmp_path / "run2" / "codec")
+    pad = codec.pad
+    assert tokens.shape[1] == 64 and len(train) > 1
+    assert not (tokens[:-1] == pad).any() and (tokens[-1] == pad).any()

@@ -75,6 +75,20 @@ def test_bpe_round_trip_is_exact_on_any_text(text: str) -> None:
     assert codec.decode(codec.encode([text])) == [text]
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=8))
+def test_bpe_stream_is_cut_into_full_sequences_padded_only_at_the_end(pieces: list[str]) -> None:
+    codec = BPECodec(seq_len=16, vocab_size=300)
+    codec._tokenizer = fitted_bpe().tokenizer
+    tokens = codec.encode_stream(pieces)
+    is_pad = tokens.flatten() == codec.pad
+    stream_length = int((~is_pad).sum())
+    assert tokens.shape == (max(1, -(-stream_length // 16)), 16)
+    assert not is_pad[:stream_length].any() and is_pad[stream_length:].all()
+    # the stream round-trips (a row alone may start inside a multi-byte character)
+    assert codec.decode(tokens.view(1, -1)) == ["".join(pieces)]
+
+
 def test_unseen_character_becomes_the_unknown_token() -> None:
     codec = text8_codec()
     tokens = codec.encode(["a1b"])
