@@ -34,7 +34,8 @@ NOTES: dict[str, str] = {
     "model.embed_norm": "row normalisation of the embedding table: none, unit norm (l2) or "
     "norm √D (l2_scaled)",
     "model.freeze_embeddings": "keep the random embedding table fixed (baseline)",
-    "model.pos_encoding": "sin-cos on the codec's token grid, learned, or rotary (RoPE) on the same coordinates",
+    "model.pos_encoding": "sin-cos on the codec's token grid, learned, or rotary (RoPE) on the "
+    "same coordinates",
     "model.output_prior": "add the Bayes readout of the forward process to the logits "
     "(strongly recommended)",
     "model.self_condition": "feed the previous x̂ back into the network",
