@@ -239,10 +239,11 @@ def figures(results: list[dict], directory: Path) -> list[Path]:
 
 
 def sampling_figure(records: list[dict], directory: Path) -> Path:
-    """Metrics against the number of sampling steps, a line per guidance weight."""
+    """Sample metrics against the number of sampling steps, a line per guidance weight (the
+    ELBO does not depend on the sampler and is left out)."""
     plt = _pyplot()
     directory.mkdir(parents=True, exist_ok=True)
-    keys = _metric_keys(records)
+    keys = [k for k in _metric_keys(records) if "/" in k]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.8 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         for guidance in dict.fromkeys(r["guidance"] for r in records):
