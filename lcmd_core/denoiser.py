@@ -62,7 +62,8 @@ def sincos_positions(coords: Tensor, dim: int) -> Tensor:
 
 
 def rotary_angles(coords: Tensor, head_dim: int) -> Tensor:
-    """Rotary angles of integer coordinates[L, axes] → [L, head_dim // 2].
+    """Rotary angles of integer coordinates[L, axes] → float64 [L, head_dim // 2] (float32 would
+    blur large angles; callers cast cos and sin).
 
     The head's channel pairs are split evenly across axes (2-D RoPE on an image grid, 1-D on a
     sequence), each axis with frequencies 10000^(−k/n); leftover pairs get angle 0 (no rotation).
@@ -73,12 +74,12 @@ def rotary_angles(coords: Tensor, head_dim: int) -> Tensor:
     out = torch.zeros(coords.shape[0], pairs, dtype=torch.float64)
     for a in range(axes):
         out[:, a * per_axis : (a + 1) * per_axis] = coords[:, a, None].double() * freqs
-    return out.float()
+    return out
 
 
-def rotate(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotate channel pairs (i, i + Dh/2) of x[B, H, L, Dh] by angles[L, Dh/2] (RoPE)."""
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate channel pairs (i, i + Dh/2) of x[B, H, L, Dh] by angles with cos, sin [L, Dh/2]
+    (RoPE)."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -112,13 +113,15 @@ class Block(nn.Module):
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x: Tensor, cond: Tensor, backend: str, angles: Tensor | None) -> Tensor:
-        """x: [B, L, W], cond: [B, W], angles: rotary [L, Dh/2] or None → [B, L, W]."""
+    def forward(
+        self, x: Tensor, cond: Tensor, backend: str, rotary: tuple[Tensor, Tensor] | None
+    ) -> Tensor:
+        """x: [B, L, W], cond: [B, W], rotary: (cos, sin) [L, Dh/2] or None → [B, L, W]."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond).chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift1, scale1)
         q, k, v = rearrange(self.qkv(h), "b l (three h d) -> three b h l d", three=3, h=self.heads)
-        if angles is not None:
-            q, k = rotate(q, angles), rotate(k, angles)
+        if rotary is not None:
+            q, k = rotate(q, *rotary), rotate(k, *rotary)
         h = rearrange(attention(q, k, v, backend), "b h l d -> b l (h d)")
         x = x + gate1[:, None] * self.drop(self.proj(h))
         h = modulate(self.norm2(x), shift2, scale2)
@@ -236,7 +239,10 @@ class Denoiser(nn.Module):
                 labels = torch.full_like(log_snr, self.null_class, dtype=torch.long)
             cond = cond + self.class_embed(labels)
         backend = self.backend_for(z.device)
+        rotary = None
+        if self.angles is not None:  # one table for every block
+            rotary = (self.angles.cos().to(x.dtype), self.angles.sin().to(x.dtype))
         for block in self.blocks:
-            x = block(x, cond, backend, self.angles)
+            x = block(x, cond, backend, rotary)
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)
         return self.out(modulate(self.final_norm(x), shift, scale))

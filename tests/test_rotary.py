@@ -23,11 +23,13 @@ def test_scores_are_invariant_to_a_common_shift(axes, head_dim, offset, seed):
     q, k = torch.randn(2, 1, 1, 5, head_dim, generator=gen, dtype=torch.float64)
 
     def scores(c: torch.Tensor) -> torch.Tensor:
-        angles = rotary_angles(c, head_dim).double()
-        return rotate(q, angles) @ rotate(k, angles).transpose(-1, -2)
+        angles = rotary_angles(c, head_dim)
+        cos, sin = angles.cos(), angles.sin()
+        return rotate(q, cos, sin) @ rotate(k, cos, sin).transpose(-1, -2)
 
     torch.testing.assert_close(scores(coords), scores(shifted), rtol=1e-6, atol=1e-6)
-    rotated = rotate(q, rotary_angles(coords, head_dim).double())
+    angles = rotary_angles(coords, head_dim)
+    rotated = rotate(q, angles.cos(), angles.sin())
     torch.testing.assert_close(rotated.norm(dim=-1), q.norm(dim=-1))  # a rotation
 
 
@@ -49,6 +51,10 @@ def test_rope_denoiser_sees_no_absolute_position():
             torch.nn.init.normal_(p, std=0.1)
         out = net(z, lam)
         assert torch.allclose(out, out[:, :1].expand_as(out), atol=1e-5) == same, encoding
+        # yet RoPE does see order: reversing the input does not just reverse the output
+        varied = torch.randn(2, 12, 8)
+        flipped = net(varied.flip(1), lam).flip(1)
+        assert not torch.allclose(flipped, net(varied, lam), atol=1e-4), encoding
 
 
 def test_rope_model_trains_and_samples():
