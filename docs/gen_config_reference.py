@@ -81,6 +81,8 @@ NOTES: dict[str, str] = {
     "train.device": "auto: CUDA when available, else CPU",
     "train.precision": "auto: bf16 autocast on CUDA, fp32 on CPU",
     "train.compile": "torch.compile the denoiser",
+    "train.strategy": "with several processes: `ddp` replicates the model on each, `fsdp` "
+    "shards its parameters, gradients and optimizer state over them",
     "sample.num_samples": "samples drawn by `lcmd sample` and `lcmd eval` (`--n`, `--n-samples`)",
     "sample.steps": "sampling steps (`--steps`)",
     "sample.sampler": "update rule (`--sampler`)",

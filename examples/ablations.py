@@ -98,7 +98,8 @@ def run_all(args: argparse.Namespace) -> list[dict]:
     data = args.out / "data"
     lcmd("prepare", "--plugin", args.plugin, "--out", str(data),
          *[f for s in args.set for f in ("--set", s)], log=args.out / "prepare.log")  # fmt: skip
-    jobs = [(v, s) for v in args.variants for s in args.seeds]
+    # Seed-major: every variant's first seed finishes before any second seed starts.
+    jobs = [(v, s) for s in args.seeds for v in args.variants]
     results: list[dict] = []
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(one_run, args, data, v, s) for v, s in jobs]

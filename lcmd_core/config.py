@@ -109,6 +109,7 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
 
 class SampleConfig(_Strict):

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from . import distributed
+from . import distributed, sharding
 from .checkpoint import (
     CheckpointError,
     RunDir,
@@ -145,6 +145,10 @@ class Trainer:
         self.sampler: EpochSampler | None = None
         self.step = 0
         self.nonfinite_steps = 0
+        self.sharded = config.train.strategy == "fsdp" and self.world.size > 1
+        self._saved_step = -1  # the step of the newest checkpoint this trainer wrote or read
+        # Under FSDP: whole copies of the model and its EMA on rank 0, gathered after training.
+        self._eval_copies: dict[str, LCMD] | None = None
 
     def _resumed_config(self, requested: RunConfig) -> RunConfig:
         saved = validate_config(json.loads(self.run.config_path.read_text()))
@@ -214,6 +218,9 @@ class Trainer:
         cfg = self.config
         torch.manual_seed(cfg.train.seed)
         model = LCMD.from_config(self.spec, cfg.model, cfg.diffusion).to(self.device)
+        ema = EMA(model, cfg.optim.ema_decay)
+        if self.sharded:  # the optimizer must see the sharded parameters
+            sharding.shard([model, ema.module], self.device, self.world.size)
         if cfg.train.compile:
             model.denoiser.forward = torch.compile(model.denoiser.forward)
         if self.device.type == "cuda":
@@ -222,10 +229,10 @@ class Trainer:
         groups = model.param_groups(cfg.optim.lr, cfg.optim.embed_lr, cfg.optim.weight_decay)
         for group in groups:
             group["base_lr"] = group["lr"]
-        fused = self.device.type == "cuda"
+        fused = self.device.type == "cuda" and not self.sharded
         self.model = model
         self.optimizer = torch.optim.AdamW(groups, betas=cfg.optim.betas, fused=fused)
-        self.ema = EMA(model, cfg.optim.ema_decay)
+        self.ema = ema
 
     def _batch_sizes(self) -> tuple[int, int]:
         """(micro-batch size, micro-batches per process and optimizer step)."""
@@ -253,22 +260,39 @@ class Trainer:
                 f"{self.run.codec_dir} has {self.spec.fingerprint}; use the matching run"
             )
         assert self.model is not None and self.ema is not None and self.optimizer is not None
+        model, ema, optimizer = ckpt["model"], ckpt["ema"], ckpt["optimizer"]
         try:
-            self.model.load_state_dict(ckpt["model"])
-            if ckpt["ema"] is not None:
-                self.ema.load_state_dict(ckpt["ema"], state["ema_updates"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.sharded:  # every process cuts its own shards out of the whole tensors
+                model = sharding.shard_state(model, self.model.state_dict())
+                if ema is not None:
+                    ema = sharding.shard_state(ema, self.ema.state_dict())
+                optimizer = sharding.shard_optimizer_state(self.optimizer, optimizer)
+            self.model.load_state_dict(model)
+            if ema is not None:
+                self.ema.load_state_dict(ema, state["ema_updates"])
+            self.optimizer.load_state_dict(optimizer)
         except (RuntimeError, ValueError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(
                 f"{latest} does not fit the model in {self.run.config_path} ({first})"
             ) from None
-        self.step = ckpt["step"]
+        self.step = self._saved_step = ckpt["step"]
         self.nonfinite_steps = state.get("nonfinite_steps", 0)
         return {**state, "rng": ckpt["rng"]}
 
-    def _save(self) -> Path:
+    def _save(self) -> Path | None:
+        """Checkpoint this step: rank 0 writes; under FSDP every process first gathers its
+        shards into whole tensors (so every process must call this). Returns rank 0's path."""
         assert self.model is not None and self.ema is not None and self.optimizer is not None
+        self._saved_step = self.step
+        if not (self.world.is_main or self.sharded):
+            return None
+        keep = self.world.is_main
+        model = sharding.full(self.model.state_dict(), keep)
+        ema = sharding.full(self.ema.state_dict(), keep)
+        optimizer = sharding.full(self.optimizer.state_dict(), keep)
+        if not keep:
+            return None
         state = {
             "fingerprint": self.spec.fingerprint,
             "spec": self.spec.to_json(),
@@ -279,9 +303,9 @@ class Trainer:
         return save_checkpoint(
             self.run,
             self.step,
-            model=self.model.state_dict(),
-            ema=self.ema.state_dict(),
-            optimizer=self.optimizer.state_dict(),
+            model=model,
+            ema=ema,
+            optimizer=optimizer,
             state=state,
             keep_last=self.config.train.keep_checkpoints,
         )
@@ -351,7 +375,9 @@ class Trainer:
             self.run.path.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.run.config_path, cfg.model_dump(mode="json"))
         precision = "bf16 autocast" if self.autocast_dtype else "fp32"
-        processes = f"{self.world.size} processes, " if self.world.size > 1 else ""
+        processes = ""
+        if self.world.size > 1:
+            processes = f"{self.world.size} processes ({cfg.train.strategy}), "
         self._log(
             f"{processes}{self.device.type}, {precision}, attention "
             f"{self.model.denoiser.backend_for(self.device)}, "
@@ -370,33 +396,62 @@ class Trainer:
                     continue
                 self.step += 1
                 tokens_per_s = tokens_per_step / (time.perf_counter() - started)
-                if not self.world.is_main:
-                    self._stop_if(signum)
-                    continue
-                if self.step % cfg.train.log_every == 0 or self.step == total:
-                    record = {
-                        "step": self.step,
-                        **values,
-                        "tokens_per_s": tokens_per_s,
-                        **{f"embed/{k}": v for k, v in self.model.diagnostics().items()},
-                    }
-                    append_metrics(self.run.metrics_path, record)
-                if self.step % cfg.train.checkpoint_every == 0 or self.step == total:
+                last = self.step == total
+                # Gathers first: under FSDP every process takes part in them.
+                if self.step % cfg.train.log_every == 0 or last:
+                    diagnostics = self._diagnostics()
+                    record = {"step": self.step, **values, "tokens_per_s": tokens_per_s}
+                    record.update({f"embed/{k}": v for k, v in diagnostics.items()})
+                    if self.world.is_main:
+                        append_metrics(self.run.metrics_path, record)
+                if self.step % cfg.train.checkpoint_every == 0 or last:
                     self._save()
-                if cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
+                preview = cfg.train.sample_every and self.step % cfg.train.sample_every == 0
+                if preview and self.sharded:
+                    self._eval_copies = self._gather_eval_copies()
+                if preview and self.world.is_main:
                     self.sample(out_dir=self.run.samples_dir / f"preview-{self.step:07d}")
-                advance(self.step, values, tokens_per_s)
+                if self.world.is_main:
+                    advance(self.step, values, tokens_per_s)
                 self._stop_if(signum)
-        return record
+        if self.sharded:
+            self._eval_copies = self._gather_eval_copies()
+        return record if self.world.is_main else {}
+
+    def _diagnostics(self) -> dict[str, float]:
+        """The embedding-collapse diagnostics; under FSDP every process gathers the table."""
+        assert self.model is not None
+        if not self.sharded:
+            return self.model.diagnostics() if self.world.is_main else {}
+        self.model.unshard()  # the embeddings belong to the root unit
+        try:
+            return self.model.diagnostics()
+        finally:
+            self.model.reshard()
+
+    def _gather_eval_copies(self) -> dict[str, LCMD] | None:
+        """Whole, unsharded copies of the model and its EMA on rank 0 (every process calls)."""
+        assert self.model is not None and self.ema is not None
+        states = {"model": self.model.state_dict(), "ema": self.ema.state_dict()}
+        states = sharding.full(states, keep=self.world.is_main)
+        if not self.world.is_main:
+            return None
+        copies = {}
+        for name, state in states.items():
+            copy = LCMD.from_config(self.spec, self.config.model, self.config.diffusion)
+            copy.load_state_dict(state)
+            copies[name] = copy.to(self.device).requires_grad_(False)
+        return copies
 
     def _stop_if(self, signum: int) -> None:
-        """After a signal: checkpoint the last finished step (rank 0) and stop."""
+        """After a signal: checkpoint the last finished step (rank 0 writes) and stop."""
         if not signum:
             return
         checkpoint = None
-        if self.world.is_main and self.step > 0:
-            latest = self.run.latest()
-            checkpoint = latest if latest == self.run.step_dir(self.step) else self._save()
+        if self.step > 0:
+            if self._saved_step != self.step:
+                self._save()
+            checkpoint = self.run.step_dir(self.step) if self.world.is_main else None
         raise TrainingInterrupted(signum, self.step, checkpoint)
 
     def _train_step(
@@ -419,6 +474,8 @@ class Trainer:
             idx = self.sampler.next_batch(micro)
             if k not in mine:
                 continue
+            if self.sharded:  # reduce-scatter the gradients after the last micro-batch only
+                self.model.set_requires_gradient_sync(k == mine[-1])
             tokens = train_set.tokens(idx).to(self.device, non_blocking=True)
             labels = train_set.labels(idx) if self.spec.num_classes else None
             seed = micro_batch_seed(self.config.train.seed, self.step, self.nonfinite_steps, k)
@@ -429,8 +486,10 @@ class Trainer:
             for key, value in out.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) / total_micro
         sums = distributed.sum_values(sums, self.world, self.device)
-        distributed.sum_gradients(list(self.model.parameters()), self.world)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), optim.grad_clip))
+        if not self.sharded:
+            distributed.sum_gradients(list(self.model.parameters()), self.world)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), optim.grad_clip)
+        grad_norm = float(sharding.full(norm))
         if not (math.isfinite(sums["total"]) and math.isfinite(grad_norm)):
             self.nonfinite_steps += 1
             self.optimizer.zero_grad(set_to_none=True)
@@ -476,6 +535,10 @@ class Trainer:
     def _eval_model(self, use_ema: bool | None) -> LCMD:
         assert self.model is not None and self.ema is not None
         use = self.config.sample.use_ema if use_ema is None else use_ema
+        if self.sharded:
+            if self._eval_copies is None:
+                raise TrainerError("a sharded model samples on rank 0 after fit()")
+            return self._eval_copies["ema" if use else "model"].eval()
         return (self.ema.module if use else self.model).eval()
 
     def _labels_for(self, n: int, labels: torch.Tensor | int | None) -> torch.Tensor | None:

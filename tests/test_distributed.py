@@ -73,6 +73,45 @@ def test_two_processes_match_one_and_resume(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir())[-1].endswith("6")
 
 
+def checkpoint_shapes(run: Path, step: int) -> dict[str, dict[str, tuple[int, ...]]]:
+    from safetensors import safe_open
+
+    found = {}
+    for name in ("model", "ema", "optimizer"):
+        path = run / "checkpoints" / f"step-{step:07d}" / f"{name}.safetensors"
+        with safe_open(path, "pt") as f:
+            found[name] = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    return found
+
+
+def test_fsdp_matches_one_process_and_checkpoints_cross_over(tmp_path: Path) -> None:
+    fsdp = [*TRAIN, "--set", "train.strategy=fsdp"]
+    one = lcmd(*fsdp, "--max-steps", "4", "--out", "one", cwd=tmp_path)  # alone: not sharded
+    assert one.returncode == 0, one.stderr
+    two = lcmd(*fsdp, "--max-steps", "4", "--out", "two", "--nproc", "2", cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert "2 processes (fsdp)" in two.stdout
+    for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "two"), strict=True):
+        assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-4)
+    # Rank 0 writes whole tensors: the sharded run's checkpoint is the one-process format.
+    assert checkpoint_shapes(tmp_path / "two", 3) == checkpoint_shapes(tmp_path / "one", 3)
+
+    # Cross over: the one-process checkpoint resumes sharded, the sharded one in one process.
+    for run, extra in (("one", ["--nproc", "2"]), ("two", [])):
+        done = lcmd(*fsdp, "--max-steps", "6", "--out", run, "--resume", *extra, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert [r[0] for r in a] == [r[0] for r in b] == list(range(1, 7))
+    for x, y in zip(a, b, strict=True):
+        assert x[1:] == pytest.approx(y[1:], rel=1e-4)
+    # The samples drawn after training come from whole copies gathered from the shards.
+    drawn = [
+        tmp_path / r / "samples" / "step-0000006-seed-0" / "tokens.safetensors"
+        for r in ("one", "two")
+    ]
+    assert drawn[0].read_bytes() == drawn[1].read_bytes()
+
+
 def test_batch_that_does_not_split_over_processes_is_one_line(tmp_path: Path) -> None:
     bad = lcmd(
         *TRAIN, "--max-steps", "2", "--out", "bad", "--nproc", "2",
