@@ -188,11 +188,11 @@ class LCMD(nn.Module):
             net_in = torch.where(dropped[..., None], self.embedding.mask_vector.to(z.dtype), net_in)
         logits = self.denoiser(net_in, log_snr, labels, self_cond).float()
         if self.model_config.output_prior:
+            keep = None if dropped is None else ~dropped
             with torch.autocast(z.device.type, enabled=False):
-                prior = obj.bayes_readout(z.float(), table.float(), alpha.float(), sigma.float())
-            if dropped is not None:
-                prior = prior.masked_fill(dropped[..., None], 0.0)
-            logits = logits + prior
+                logits = obj.bayes_readout(
+                    z.float(), table.float(), alpha.float(), sigma.float(), keep, base=logits
+                )
         return logits
 
     # ---------------------------------------------------------------------------------- loss

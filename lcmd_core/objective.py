@@ -83,17 +83,34 @@ def consistency_times(
     raise ValueError(f"cm_pairs must be uniform or delta, got {mode!r}")
 
 
-def bayes_readout(z: Tensor, table: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """log q(x_i = k | z_i) up to a constant: (α/σ²) z·E_k − (α²/2σ²)‖E_k‖².
+def bayes_readout(
+    z: Tensor,
+    table: Tensor,
+    alpha: Tensor,
+    sigma: Tensor,
+    keep: Tensor | None = None,
+    base: Tensor | None = None,
+) -> Tensor:
+    """log q(x_i = k | z_i) up to a constant: (α/σ²) z·E_k − (α²/2σ²)‖E_k‖², plus `base`.
 
     The exact posterior over tokens of the forward process alone (Plaid's "output prior"); with it
-    added, the network only has to learn a correction. z: [B, L, D], table: [K, D], α, σ: [B].
+    added, the network only has to learn a correction. z: [B, L, D], table: [K, D], α, σ: [B];
+    keep: Bool[B, L] (the readout is 0 elsewhere); base: [B, L, K] logits to add it to. Both terms
+    come from one matmul of [(α/σ²) z, −α²/2σ²] with [E, ‖E‖²], added to `base` in the same call.
     """
+    b, length, _ = z.shape
     a = alpha.to(z.dtype)[:, None, None]
     s2 = sigma.to(z.dtype)[:, None, None] ** 2
-    dots = z @ table.T
-    norms = table.pow(2).sum(-1)
-    return (a / s2) * dots - (a * a / (2 * s2)) * norms
+    rows = torch.cat([z * (a / s2), (-(a * a) / (2 * s2)).expand(b, length, 1)], -1)
+    if keep is not None:
+        rows = rows * keep[..., None].to(rows.dtype)
+    columns = torch.cat([table, table.pow(2).sum(-1, keepdim=True)], -1)
+    flat = rows.reshape(b * length, -1)
+    if base is None:
+        out = flat @ columns.T
+    else:
+        out = torch.addmm(base.reshape(b * length, -1).to(z.dtype), flat, columns.T)
+    return out.view(b, length, -1)
 
 
 def expected_embedding(logits: Tensor, table: Tensor) -> Tensor:

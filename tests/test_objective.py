@@ -96,6 +96,24 @@ def test_bayes_readout_is_the_exact_posterior():
     assert torch.allclose(logits.log_softmax(-1), loglik.log_softmax(-1), atol=1e-9)
 
 
+def test_bayes_readout_adds_to_base_only_where_kept():
+    torch.manual_seed(1)
+    table = torch.randn(7, 4, dtype=torch.float64)
+    z = torch.randn(3, 5, 4, dtype=torch.float64)
+    alpha = torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64)
+    sigma = (1 - alpha**2).sqrt()
+    keep = torch.rand(3, 5) > 0.4
+    base = torch.randn(3, 5, 7, dtype=torch.float64)
+    readout = obj.bayes_readout(z, table, alpha, sigma)
+    fused = obj.bayes_readout(z, table, alpha, sigma, keep, base=base)
+    expected = base + torch.where(keep[..., None], readout, torch.zeros(()))
+    assert torch.allclose(fused, expected, atol=1e-10)
+    # The two terms written out, the way the readout is usually stated.
+    a, s2 = alpha[:, None, None], sigma[:, None, None] ** 2
+    direct = (a / s2) * (z @ table.T) - (a * a / (2 * s2)) * table.pow(2).sum(-1)
+    assert torch.allclose(readout, direct, atol=1e-10)
+
+
 def test_expected_embedding_stays_float32_under_autocast():
     logits = torch.randn(2, 3, 5)
     table = torch.randn(5, 4)
