@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from . import (
+    bench_compile,
     bench_data,
     bench_gpu,
     bench_memory,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Record]]] = {
     "memory": bench_memory.run,
     "data": bench_data.run,
     "scaling": bench_scaling.run,
+    "compile": bench_compile.run,
     "collapse": toy_collapse.run,
     "gpu": bench_gpu.run,
 }

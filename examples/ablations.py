@@ -195,7 +195,12 @@ def table(results: list[dict]) -> str:
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise SystemExit(
+            "ablations.py: --figures needs matplotlib: pip install matplotlib"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
