@@ -7,8 +7,10 @@
     python examples/ablations.py --report runs/sampling/sampling.json --figures docs/experiments
 
 The data are prepared once (`lcmd prepare`) and every run reuses the fitted codec and shards, so
-variants differ only in what the overrides change. Each record in `results.json` holds the
-variant, seed, overrides, the `lcmd eval` metrics and the collapse diagnostics over training.
+variants differ only in what the overrides change. Runs already recorded in `OUT/results.json`
+are kept and not trained again, so a stopped sweep resumes. Each
+record in `results.json` holds the variant, seed, overrides, the `lcmd eval` metrics and the
+collapse diagnostics over training.
 `--report` prints the markdown table (mean ± half-range over seeds) and, when matplotlib is
 installed, draws the diagnostics against the step and the metrics against m_RD and the shift.
 `--sampling` evaluates trained runs at every number of sampling steps (5 … 200) and guidance
@@ -98,9 +100,18 @@ def run_all(args: argparse.Namespace) -> list[dict]:
     data = args.out / "data"
     lcmd("prepare", "--plugin", args.plugin, "--out", str(data),
          *[f for s in args.set for f in ("--set", s)], log=args.out / "prepare.log")  # fmt: skip
+    # Runs already in results.json are kept, not repeated: a stopped sweep resumes.
+    found = args.out / "results.json"
+    results = json.loads(found.read_text()) if found.is_file() else []
+    lengths = {r["steps"] for r in results} - {args.steps}
+    if lengths:
+        raise SystemExit(
+            f"ablations.py: {found} holds runs of {sorted(lengths)} steps, not {args.steps}; "
+            "choose another --out"
+        )
+    done = {(r["variant"], r["seed"]) for r in results}
     # Seed-major: every variant's first seed finishes before any second seed starts.
-    jobs = [(v, s) for s in args.seeds for v in args.variants]
-    results: list[dict] = []
+    jobs = [(v, s) for s in args.seeds for v in args.variants if (v, s) not in done]
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(one_run, args, data, v, s) for v, s in jobs]
         for future in futures:

@@ -408,17 +408,27 @@ def _prepare(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     return 0
 
 
+NPROC_ENV = "LCMD_NPROC"  # set for the processes that `--nproc` starts
+
+
 def _torchrun(args: argparse.Namespace) -> int:
     """Re-run this `lcmd train` command under torchrun with `--nproc` processes."""
     argv, skip = [], False
-    for arg in args.argv:
+    for arg in args.argv:  # torchrun's own parser would take --nproc for --nproc-per-node
         if skip or arg == "--nproc" or arg.startswith("--nproc="):
             skip = arg == "--nproc"
             continue
         argv.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += [f"--nproc-per-node={args.nproc}", "-m", "lcmd_core.cli", *argv]
-    return subprocess.call(command)
+    return subprocess.call(command, env={**os.environ, NPROC_ENV: str(args.nproc)})
+
+
+def _command_again(args: argparse.Namespace, *extra: str) -> str:
+    """The `lcmd` command line that started this run (with `--nproc` as the user gave it)."""
+    nproc = os.environ.get(NPROC_ENV)
+    relaunched = ["--nproc", nproc] if nproc and args.nproc == 1 else []
+    return shlex.join(["lcmd", *args.argv, *relaunched, *extra])
 
 
 def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
@@ -451,13 +461,13 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         if not trainer.world.is_main:
             return 128 + signum
         if latest is None:
-            again = shlex.join(["lcmd", *args.argv])
+            again = _command_again(args)
             print(
                 f"lcmd: interrupted before the first checkpoint; start again with `{again}`",
                 file=sys.stderr,
             )
         else:
-            again = shlex.join(["lcmd", *args.argv, *([] if args.resume else ["--resume"])])
+            again = _command_again(args, *([] if args.resume else ["--resume"]))
             print(
                 f"lcmd: {signal.Signals(signum).name} at step {trainer.step}; checkpoint "
                 f"{latest} holds step {int(latest.name.split('-')[-1])}; continue with `{again}`",

@@ -284,14 +284,13 @@ class Trainer:
         """Checkpoint this step: rank 0 writes; under FSDP every process first gathers its
         shards into whole tensors (so every process must call this). Returns rank 0's path."""
         assert self.model is not None and self.ema is not None and self.optimizer is not None
-        self._saved_step = self.step
-        if not (self.world.is_main or self.sharded):
-            return None
         keep = self.world.is_main
-        model = sharding.full(self.model.state_dict(), keep)
-        ema = sharding.full(self.ema.state_dict(), keep)
-        optimizer = sharding.full(self.optimizer.state_dict(), keep)
+        if self.sharded or keep:
+            model = sharding.full(self.model.state_dict(), keep)
+            ema = sharding.full(self.ema.state_dict(), keep)
+            optimizer = sharding.full(self.optimizer.state_dict(), keep)
         if not keep:
+            self._saved_step = self.step
             return None
         state = {
             "fingerprint": self.spec.fingerprint,
@@ -300,7 +299,7 @@ class Trainer:
             "sampler": self.sampler.state_dict() if self.sampler else None,
             "nonfinite_steps": self.nonfinite_steps,
         }
-        return save_checkpoint(
+        path = save_checkpoint(
             self.run,
             self.step,
             model=model,
@@ -309,6 +308,8 @@ class Trainer:
             state=state,
             keep_last=self.config.train.keep_checkpoints,
         )
+        self._saved_step = self.step
+        return path
 
     def _trim_metrics(self) -> None:
         """Drop metric records logged after the checkpoint we resume from."""

@@ -82,3 +82,32 @@ def test_figures_plot_the_sweeps_and_the_sampling_steps(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 1000 for p in made)
     sampling = ablations.sampling_figure([sweep_record(5, 1.0, 100.0)], tmp_path)
     assert sampling.name == "sampling.png" and sampling.stat().st_size > 1000
+
+
+def test_a_stopped_sweep_resumes_without_repeating_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    ablations = load_script()
+    (tmp_path / "results.json").write_text(
+        json.dumps([{**record("full", 0, 80.0, 1.8), "steps": 100}])
+    )
+    ran = []
+
+    def fake_run(args, data, variant, seed):
+        ran.append((variant, seed))
+        return {**record(variant, seed, 90.0, 1.5), "steps": args.steps}
+
+    monkeypatch.setattr(ablations, "lcmd", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ablations, "one_run", fake_run)
+    args = argparse.Namespace(out=tmp_path, plugin="text", set=[], steps=100, seeds=[0, 1],
+                              variants=["full", "no_cm"], jobs=1)  # fmt: skip
+    results = ablations.run_all(args)
+    assert ran == [("no_cm", 0), ("full", 1), ("no_cm", 1)]  # seed-major, the done run skipped
+    assert [(r["variant"], r["seed"]) for r in results] == [("full", 0), *ran]
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    # Runs of another length are not mixed into the same results.
+    args.steps = 50
+    with pytest.raises(SystemExit, match="holds runs of \\[100\\] steps, not 50"):
+        ablations.run_all(args)

@@ -112,6 +112,31 @@ def test_fsdp_matches_one_process_and_checkpoints_cross_over(tmp_path: Path) -> 
     assert drawn[0].read_bytes() == drawn[1].read_bytes()
 
 
+def test_interrupted_nproc_run_prints_a_resume_command_with_nproc(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "lcmd_core.cli", *TRAIN, "--max-steps", "100000",
+               "--out", "run", "--nproc", "2", "--set", "train.checkpoint_every=99999"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: torchrun and its processes
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    resume = [line for line in err.splitlines() if line.startswith("lcmd: SIGINT at step")]
+    assert resume and "--nproc 2 --resume`" in resume[0], err[-2000:]
+
+
 def test_batch_that_does_not_split_over_processes_is_one_line(tmp_path: Path) -> None:
     bad = lcmd(
         *TRAIN, "--max-steps", "2", "--out", "bad", "--nproc", "2",
