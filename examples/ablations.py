@@ -281,14 +281,16 @@ def sampling_figure(records: list[dict], directory: Path) -> Path:
 def _diagnostics_figure(plt, results: list[dict], directory: Path) -> Path:
     fig, axes = plt.subplots(1, len(DIAGNOSTICS), figsize=(4.2 * len(DIAGNOSTICS), 3.4))
     variants = list(dict.fromkeys(r["variant"] for r in results))
-    colours = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
+    # tab10, then dashed: eleven variants would otherwise share a colour.
+    styles = {v: (plt.cm.tab10(i % 10), "-" if i < 10 else "--") for i, v in enumerate(variants)}
     for ax, key in zip(axes, DIAGNOSTICS, strict=True):
         for r in results:
             points = [(d["step"], d[key]) for d in r["diagnostics"] if key in d]
             if points:
                 steps, ys = zip(*points, strict=True)
                 label = r["variant"] if r["seed"] == results[0]["seed"] else None
-                ax.plot(steps, ys, color=colours[r["variant"]], lw=1, label=label)
+                colour, line = styles[r["variant"]]
+                ax.plot(steps, ys, color=colour, linestyle=line, lw=1, label=label)
         ax.set_title(key.split("/")[-1].replace("_", " "))
         ax.set_xlabel("step")
     axes[0].legend(fontsize=7)
