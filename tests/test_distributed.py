@@ -53,14 +53,19 @@ def losses(run: Path) -> list[tuple[int, float, float]]:
     return [(r["step"], r["total"], r["grad_norm"]) for r in map(json.loads, lines)]
 
 
-def test_two_processes_match_one_and_resume(tmp_path: Path) -> None:
-    one = lcmd(*TRAIN, "--max-steps", "4", "--out", "one", cwd=tmp_path)
+def train_one_and_two(tmp_path: Path, flags: list[str], strategy: str) -> None:
+    """4 steps alone (`one`) and with 2 processes (`two`); their logs must match."""
+    one = lcmd(*flags, "--max-steps", "4", "--out", "one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
-    two = lcmd(*TRAIN, "--max-steps", "4", "--out", "two", "--nproc", "2", cwd=tmp_path)
+    two = lcmd(*flags, "--max-steps", "4", "--out", "two", "--nproc", "2", cwd=tmp_path)
     assert two.returncode == 0, two.stderr
-    assert "2 processes" in two.stdout
+    assert f"2 processes ({strategy})" in two.stdout
     for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "two"), strict=True):
         assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-4)
+
+
+def test_two_processes_match_one_and_resume(tmp_path: Path) -> None:
+    train_one_and_two(tmp_path, TRAIN, "ddp")
 
     # Resume the 2-process run (last checkpoint at step 4) to step 6 and the 1-process run too.
     for run, extra in (("one", []), ("two", ["--nproc", "2"])):
@@ -86,13 +91,7 @@ def checkpoint_shapes(run: Path, step: int) -> dict[str, dict[str, tuple[int, ..
 
 def test_fsdp_matches_one_process_and_checkpoints_cross_over(tmp_path: Path) -> None:
     fsdp = [*TRAIN, "--set", "train.strategy=fsdp"]
-    one = lcmd(*fsdp, "--max-steps", "4", "--out", "one", cwd=tmp_path)  # alone: not sharded
-    assert one.returncode == 0, one.stderr
-    two = lcmd(*fsdp, "--max-steps", "4", "--out", "two", "--nproc", "2", cwd=tmp_path)
-    assert two.returncode == 0, two.stderr
-    assert "2 processes (fsdp)" in two.stdout
-    for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "two"), strict=True):
-        assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-4)
+    train_one_and_two(tmp_path, fsdp, "fsdp")  # alone, `one` is not sharded
     # Rank 0 writes whole tensors: the sharded run's checkpoint is the one-process format.
     assert checkpoint_shapes(tmp_path / "two", 3) == checkpoint_shapes(tmp_path / "one", 3)
 
