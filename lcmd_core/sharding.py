@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 # Methods of LCMD that run the network and so must all-gather the weights first, like forward.
@@ -44,11 +44,6 @@ def _unit(module: nn.Module, mesh: Any) -> None:
     # Sum gradients over processes (gloo has no pre-multiplied sum, so force a plain SUM).
     module.set_gradient_divide_factor(1.0)
     module.set_force_sum_reduction_for_comms(True)
-
-
-def is_sharded(module: nn.Module) -> bool:
-    """Whether `module` is an FSDP unit (its parameters are DTensor shards)."""
-    return isinstance(module, FSDPModule)
 
 
 def full(value: Any, keep: bool = True) -> Any:
