@@ -40,8 +40,17 @@ class ModelConfig(_Strict):
 
 
 class DiffusionConfig(_Strict):
-    """Schedule and objective (DESIGN §4, SPEC §1–4)."""
+    """The diffusion process, its schedule and its objective.
 
+    `process=continuous` is LCMD (Gaussian diffusion of learned embeddings); `masked` is
+    absorbing-state diffusion over the tokens themselves. Options of one process may not be set
+    to a non-default value under the other (`check_process_options`).
+    """
+
+    process: Literal["continuous", "masked"] = "continuous"
+    mask_schedule: Literal["loglinear", "cosine"] = Field(
+        "loglinear", description="masked only: the masking schedule α(t)"
+    )
     shift: float = 0.0
     logsnr_min: float = -15.0
     logsnr_max: float = 15.0
@@ -119,7 +128,12 @@ class SampleConfig(_Strict):
     steps: int = Field(100, gt=0)
     sampler: Literal["ancestral", "ddim"] = "ancestral"
     guidance: float = Field(1.0, ge=0)
-    temperature: float = Field(0.0, ge=0, description="0: argmax readout")
+    temperature: float | None = Field(
+        None,
+        ge=0,
+        description="0: argmax; default: the process's (continuous 0, the argmax readout; "
+        "masked 1, draws from the model)",
+    )
     use_ema: bool = True
 
 
@@ -141,7 +155,51 @@ class RunConfig(_Strict):
                 f"config version {self.version} is newer than this lcmd ({CONFIG_VERSION}); "
                 "upgrade lcmd-core"
             )
+        check_process_options(self.model, self.diffusion, self.sample)
         return self
+
+
+# Options that only one process reads, by section; the others (network, labels, self-conditioning
+# and their probabilities) serve both.
+CONTINUOUS_ONLY = {
+    "model": ("embed_norm", "freeze_embeddings", "output_prior"),
+    "diffusion": (
+        "shift",
+        "logsnr_min",
+        "logsnr_max",
+        "loss",
+        "w_diff",
+        "w_rec",
+        "w_prior",
+        "cm_weight",
+        "cm_target",
+        "cm_pairs",
+        "cm_delta",
+        "drop_prob",
+        "rec_fraction",
+    ),
+    "sample": ("sampler",),
+}
+MASKED_ONLY = {"diffusion": ("mask_schedule",)}
+
+
+def check_process_options(
+    model: ModelConfig, diffusion: DiffusionConfig, sample: SampleConfig | None = None
+) -> None:
+    """ValueError naming the first option set (to a non-default value) for the other process."""
+    owner = "continuous" if diffusion.process == "masked" else "masked"
+    other = CONTINUOUS_ONLY if owner == "continuous" else MASKED_ONLY
+    sections = {"model": model, "diffusion": diffusion, "sample": sample}
+    for section, names in other.items():
+        values = sections[section]
+        if values is None:
+            continue
+        for name in names:
+            if getattr(values, name) != type(values).model_fields[name].default:
+                raise ValueError(
+                    f"{section}.{name} is an option of diffusion.process={owner}, not "
+                    f"{diffusion.process}; remove it or set diffusion.process={owner}"
+                )
 
 
 def _error_line(err: ValidationError) -> str:

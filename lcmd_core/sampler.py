@@ -16,6 +16,31 @@ DenoiseFn = Callable[[Tensor, Tensor, Tensor | None, Tensor | None], Tensor]
 SAMPLERS = ("ancestral", "ddim")
 
 
+def guided_logits(
+    denoise: DenoiseFn,
+    z: Tensor,
+    log_snr: Tensor,
+    labels: Tensor | None,
+    null_label: int | None,
+    self_cond: Tensor | None,
+    guidance: float,
+) -> Tensor:
+    """denoise(z, …), with classifier-free guidance ℓ_u + w (ℓ_c − ℓ_u) when labels are given
+    and w ≠ 1 (both halves in one batched call). z is any batch-first input: latents or tokens."""
+    if labels is None or guidance == 1.0:
+        return denoise(z, log_snr, labels, self_cond)
+    if null_label is None:
+        raise ValueError("guidance needs a class-conditional model (num_classes > 0)")
+    both = denoise(
+        torch.cat([z, z]),
+        torch.cat([log_snr, log_snr]),
+        torch.cat([labels, torch.full_like(labels, null_label)]),
+        None if self_cond is None else torch.cat([self_cond, self_cond]),
+    )
+    cond, uncond = both.chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
 class Sampler:
     """Runs N denoising steps from z_1 ~ N(0, I) down to t = 0, then reads tokens out.
 
@@ -47,29 +72,6 @@ class Sampler:
         self.steps = steps
         self.guidance = guidance
         self.temperature = temperature
-
-    def guided_logits(
-        self,
-        denoise: DenoiseFn,
-        z: Tensor,
-        log_snr: Tensor,
-        labels: Tensor | None,
-        null_label: int | None,
-        self_cond: Tensor | None,
-    ) -> Tensor:
-        """Logits at z, with classifier-free guidance when labels are given and w ≠ 1."""
-        if labels is None or self.guidance == 1.0:
-            return denoise(z, log_snr, labels, self_cond)
-        if null_label is None:
-            raise ValueError("guidance needs a class-conditional model (num_classes > 0)")
-        both = denoise(
-            torch.cat([z, z]),
-            torch.cat([log_snr, log_snr]),
-            torch.cat([labels, torch.full_like(labels, null_label)]),
-            None if self_cond is None else torch.cat([self_cond, self_cond]),
-        )
-        cond, uncond = both.chunk(2)
-        return uncond + self.guidance * (cond - uncond)
 
     @torch.no_grad()
     def sample(
@@ -108,7 +110,7 @@ class Sampler:
                 noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
                 z = torch.where(known_mask[..., None], a_t * known_embeds + s_t * noise, z)
             lam = log_snrs[i].expand(num_samples).to(dtype)
-            logits = self.guided_logits(denoise, z, lam, labels, null_label, x_hat)
+            logits = guided_logits(denoise, z, lam, labels, null_label, x_hat, self.guidance)
             x_hat = expected_embedding(logits, table)
             eps_hat = (z - a_t * x_hat) / s_t
             if self.kind == "ddim":
@@ -123,7 +125,8 @@ class Sampler:
         if known_mask is not None:
             z = torch.where(known_mask[..., None], alphas[-1].to(dtype) * known_embeds, z)
         lam = log_snrs[-1].expand(num_samples).to(dtype)
-        logits = self.guided_logits(denoise, z, lam, labels, null_label, x_hat).float()
+        logits = guided_logits(denoise, z, lam, labels, null_label, x_hat, self.guidance)
+        logits = logits.float()
         if self.temperature > 0:
             probs = (logits / self.temperature).softmax(-1).flatten(0, 1)
             tokens = torch.multinomial(probs, 1, generator=generator).view(num_samples, seq_len)

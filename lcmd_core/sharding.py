@@ -21,12 +21,12 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor, distribute_tensor
 
-# Methods of LCMD that run the network and so must all-gather the weights first, like forward.
+# Methods of the models that run the network and so must all-gather the weights first, like forward.
 FORWARD_METHODS = ("loss",)
 
 
 def shard(modules: list[nn.Module], device: torch.device, processes: int) -> None:
-    """Shard each LCMD in `modules` (the model and its EMA) over `processes` processes, in place.
+    """Shard each model in `modules` (the model and its EMA) over `processes` processes, in place.
 
     Every process must call this with identically initialised modules.
     """

@@ -27,11 +27,12 @@ from .checkpoint import (
 )
 from .codec import Codec, TokenSpec
 from .config import RunConfig, validate_config
+from .diffusion_model import DiffusionModel
 from .distributed import micro_batch_seed, world_from_env
 from .ema import EMA
-from .model import LCMD
 from .plugins import MetricContext, Plugin, get_plugin
 from .prepare import Prepared, load_codec, prepare_data
+from .processes import build_model
 from .run_guard import RunLockedError, StopRequest, run_lock, stop_requests
 from .shards import EpochSampler, ShardError, TokenDataset, check_compatible, read_index
 
@@ -63,12 +64,15 @@ class SampleResult:
 class Run:
     """A trained run loaded by `load_run`: the model (EMA weights, eval mode), codec and config."""
 
-    model: LCMD
+    model: DiffusionModel
     codec: Codec
     config: RunConfig
     spec: TokenSpec
     run_dir: RunDir
     step: int
+
+
+ACCURACIES = ("acc_t0", "acc_masked")  # the progress line's accuracy, whichever the process logs
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -139,7 +143,7 @@ class Trainer:
             precision = "bf16" if self.device.type == "cuda" else "fp32"
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         self.prepared: Prepared | None = None
-        self.model: LCMD | None = None
+        self.model: DiffusionModel | None = None
         self.ema: EMA | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.sampler: EpochSampler | None = None
@@ -148,7 +152,7 @@ class Trainer:
         self.sharded = config.train.strategy == "fsdp" and self.world.size > 1
         self._saved_step = -1  # the step of the newest checkpoint this trainer wrote or read
         # Under FSDP: whole copies of the model and its EMA on rank 0, gathered after training.
-        self._eval_copies: dict[str, LCMD] | None = None
+        self._eval_copies: dict[str, DiffusionModel] | None = None
 
     def _resumed_config(self, requested: RunConfig) -> RunConfig:
         saved = validate_config(json.loads(self.run.config_path.read_text()))
@@ -217,7 +221,7 @@ class Trainer:
     def _build(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.train.seed)
-        model = LCMD.from_config(self.spec, cfg.model, cfg.diffusion).to(self.device)
+        model = build_model(self.spec, cfg.model, cfg.diffusion).to(self.device)
         ema = EMA(model, cfg.optim.ema_decay)
         if self.sharded:  # the optimizer must see the sharded parameters
             sharding.shard([model, ema.module], self.device, self.world.size)
@@ -259,6 +263,13 @@ class Trainer:
                 f"{latest} was trained with codec fingerprint {saved_fp}, but the codec in "
                 f"{self.run.codec_dir} has {self.spec.fingerprint}; use the matching run"
             )
+        # Checkpoints from before the masked process have no "process": they are continuous.
+        saved_process = state.get("process", "continuous")
+        if saved_process != self.config.diffusion.process:
+            raise CheckpointError(
+                f"{latest} was trained with diffusion.process={saved_process}, but "
+                f"{self.run.config_path} says {self.config.diffusion.process}; use the matching run"
+            )
         assert self.model is not None and self.ema is not None and self.optimizer is not None
         model, ema, optimizer = ckpt["model"], ckpt["ema"], ckpt["optimizer"]
         try:
@@ -294,6 +305,7 @@ class Trainer:
             return None
         state = {
             "fingerprint": self.spec.fingerprint,
+            "process": self.config.diffusion.process,
             "spec": self.spec.to_json(),
             "ema_updates": self.ema.num_updates,
             "sampler": self.sampler.state_dict() if self.sampler else None,
@@ -430,7 +442,7 @@ class Trainer:
         finally:
             self.model.reshard()
 
-    def _gather_eval_copies(self) -> dict[str, LCMD] | None:
+    def _gather_eval_copies(self) -> dict[str, DiffusionModel] | None:
         """Whole, unsharded copies of the model and its EMA on rank 0 (every process calls)."""
         assert self.model is not None and self.ema is not None
         states = {"model": self.model.state_dict(), "ema": self.ema.state_dict()}
@@ -439,7 +451,7 @@ class Trainer:
             return None
         copies = {}
         for name, state in states.items():
-            copy = LCMD.from_config(self.spec, self.config.model, self.config.diffusion)
+            copy = build_model(self.spec, self.config.model, self.config.diffusion)
             copy.load_state_dict(state)
             copies[name] = copy.to(self.device).requires_grad_(False)
         return copies
@@ -524,16 +536,18 @@ class Trainer:
             def advance(step: int, values: dict[str, float] | None, tokens_per_s: float) -> None:
                 info = ""
                 if values:
+                    # accuracy at t = 0 (continuous) or on the masked tokens (masked)
+                    acc = next(f"{k} {values[k]:.2f} " for k in ACCURACIES if k in values)
                     info = (
                         f"loss {values['total']:.3f} bits/tok {values['bits_per_token']:.3f} "
-                        f"acc@t0 {values['acc_t0']:.2f} {tokens_per_s:,.0f} tok/s"
+                        f"{acc}{tokens_per_s:,.0f} tok/s"
                     )
                 bar.update(task, completed=step, info=info)
 
             yield advance
 
     # ---------------------------------------------------------------------------- sampling
-    def _eval_model(self, use_ema: bool | None) -> LCMD:
+    def _eval_model(self, use_ema: bool | None) -> DiffusionModel:
         assert self.model is not None and self.ema is not None
         use = self.config.sample.use_ema if use_ema is None else use_ema
         if self.sharded:
@@ -579,6 +593,8 @@ class Trainer:
         if label_tensor is None:
             guidance = 1.0
         model = self._eval_model(use_ema)
+        if temperature is None:
+            temperature = model.default_temperature
         tokens = model.sample(
             n,
             steps=steps,
@@ -601,6 +617,7 @@ class Trainer:
         save_file(saved, out / "tokens.safetensors")
         protocol = {
             "step": self.step,
+            "process": self.config.diffusion.process,
             "n": n,
             "steps": steps,
             "sampler": sampler,
@@ -687,6 +704,7 @@ class Trainer:
                 if scores and metric_context.protocol:
                     metric_protocols[name] = metric_context.protocol
         protocol = {
+            "process": self.config.diffusion.process,
             "split": split,
             "sequences": count,
             "seed": seed,

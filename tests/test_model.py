@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lcmd_core import EMA, LCMD
+from lcmd_core import EMA, LCMD, build_model
 from lcmd_core.codec import TokenSpec
 from lcmd_core.config import DiffusionConfig, ModelConfig
 from lcmd_core.denoiser import Denoiser, sincos_positions
@@ -128,7 +128,7 @@ def test_hparams_carry_explicit_positions():
 def test_from_config_takes_positions_from_the_token_spec():
     positions = ((0, 1), (0, 2), (1, 2))
     spec = TokenSpec(vocab_size=3, token_shape=(3,), fingerprint="tri", positions=positions)
-    model = LCMD.from_config(spec, ModelConfig(**TINY), DiffusionConfig())
+    model = build_model(spec, ModelConfig(**TINY), DiffusionConfig())
     expected = sincos_positions(torch.tensor(positions), model.denoiser.width)
     assert model.positions == positions
     assert torch.equal(model.denoiser.pos, expected)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from lcmd_core import LCMD, Sampler, ShiftedCosineSchedule
 from lcmd_core import objective as obj
+from lcmd_core.sampler import guided_logits
 
 
 def oracle(table: torch.Tensor, target: torch.Tensor):
@@ -75,7 +76,6 @@ def test_guidance_one_equals_conditional_model():
 
 
 def test_guidance_mixes_logits_in_one_batched_call():
-    sampler = Sampler(ShiftedCosineSchedule(), guidance=3.0)
     calls = []
 
     def denoise(z, lam, labels, sc):
@@ -83,7 +83,7 @@ def test_guidance_mixes_logits_in_one_batched_call():
         return torch.where(labels[:, None, None] == 9, 1.0, 2.0).expand(*z.shape[:2], 4)
 
     z = torch.zeros(2, 5, 3)
-    out = sampler.guided_logits(denoise, z, torch.zeros(2), torch.tensor([1, 2]), 9, None)
+    out = guided_logits(denoise, z, torch.zeros(2), torch.tensor([1, 2]), 9, None, 3.0)
     assert len(calls) == 1 and calls[0].tolist() == [1, 2, 9, 9]
     assert torch.allclose(out, torch.full_like(out, 1.0 + 3.0 * (2.0 - 1.0)))
 

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from lcmd_core import Trainer, load_run
 from lcmd_core.checkpoint import CheckpointError, RunDir
 from lcmd_core.config import resolve_config
+from lcmd_core.processes import PROCESSES as PROCESSES_BY_NAME
 from lcmd_core.trainer import TrainerError, lr_factor
 
 pytest.importorskip("lcmd_example", reason="the example plugin is installed by `make test`")
@@ -57,8 +58,13 @@ def losses(run_dir):
     return [(r["step"], r["total"]) for r in map(json.loads, lines)]
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path, shards, monkeypatch):
-    make(tmp_path, shards, "full", "train.max_steps=12").fit()
+PROCESSES = pytest.mark.parametrize("process", ["continuous", "masked"])
+
+
+@PROCESSES
+def test_resume_reproduces_uninterrupted_run(tmp_path, shards, monkeypatch, process):
+    extra = ("train.max_steps=12", f"diffusion.process={process}")
+    make(tmp_path, shards, "full", *extra).fit()
 
     original = Trainer._train_step
 
@@ -69,9 +75,9 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, shards, monkeypatch):
 
     monkeypatch.setattr(Trainer, "_train_step", crash_after_eight)
     with pytest.raises(KeyboardInterrupt):
-        make(tmp_path, shards, "split", "train.max_steps=12").fit()
+        make(tmp_path, shards, "split", *extra).fit()
     monkeypatch.setattr(Trainer, "_train_step", original)
-    make(tmp_path, shards, "split", "train.max_steps=12", resume=True).fit()
+    make(tmp_path, shards, "split", *extra, resume=True).fit()
 
     assert losses(tmp_path / "split") == losses(tmp_path / "full")
     for name in ("model.safetensors", "ema.safetensors"):
@@ -114,6 +120,17 @@ def test_checkpoint_of_another_codec_refused(tmp_path, shards):
         load_run(tmp_path / "run")
 
 
+@pytest.mark.parametrize(("trained", "other"), [("continuous", "masked"), ("masked", "continuous")])
+def test_checkpoint_of_one_process_refuses_to_load_as_the_other(tmp_path, shards, trained, other):
+    make(tmp_path, shards, "run", "train.max_steps=4", f"diffusion.process={trained}").fit()
+    cfg_path = tmp_path / "run" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["diffusion"]["process"] = other
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=f"process={trained}, but .* says {other}"):
+        load_run(tmp_path / "run")
+
+
 def test_checkpoint_that_does_not_fit_the_config_refused(tmp_path, shards):
     make(tmp_path, shards, "run", "train.max_steps=4").fit()
     cfg_path = tmp_path / "run" / "config.json"
@@ -124,13 +141,16 @@ def test_checkpoint_that_does_not_fit_the_config_refused(tmp_path, shards):
         load_run(tmp_path / "run")
 
 
-def test_sample_and_evaluate_write_files_with_protocol(tmp_path, shards):
-    trainer = make(tmp_path, shards, "run", "train.max_steps=4")
+@PROCESSES
+def test_sample_and_evaluate_write_files_with_protocol(tmp_path, shards, process):
+    trainer = make(tmp_path, shards, "run", "train.max_steps=4", f"diffusion.process={process}")
     trainer.fit()
     result = trainer.sample(6, seed=3, labels=1)
     assert result.tokens.shape == (6, 32) and len(result.items) == 6
     assert (result.out_dir / "tokens.safetensors").is_file()
-    assert json.loads((result.out_dir / "sample.json").read_text())["seed"] == 3
+    protocol = json.loads((result.out_dir / "sample.json").read_text())
+    assert protocol["seed"] == 3 and protocol["process"] == process
+    assert protocol["temperature"] == (1.0 if process == "masked" else 0.0)
     again = Trainer.from_run(tmp_path / "run", progress=False).sample(6, seed=3, labels=1)
     assert torch.equal(result.tokens, again.tokens)
     metrics = trainer.evaluate("valid", max_sequences=64)
@@ -138,6 +158,7 @@ def test_sample_and_evaluate_write_files_with_protocol(tmp_path, shards):
     assert "name_validity/valid_name_fraction" in metrics
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["protocol"]["split"] == "valid" and saved["protocol"]["sequences"] == 64
+    assert saved["protocol"]["process"] == process
     assert saved["protocol"]["metrics"]["name_validity"]["unicode_version"]  # the metric's own
 
 
@@ -171,9 +192,11 @@ def test_lr_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in itertools.pairwise(values))
 
 
-def test_load_run_returns_ema_model_in_eval_mode(tmp_path, shards):
-    make(tmp_path, shards, "run", "train.max_steps=4").fit()
+@PROCESSES
+def test_load_run_returns_ema_model_in_eval_mode(tmp_path, shards, process):
+    make(tmp_path, shards, "run", "train.max_steps=4", f"diffusion.process={process}").fit()
     run = load_run(tmp_path / "run")
+    assert type(run.model) is PROCESSES_BY_NAME[process]
     assert not run.model.training and run.spec.num_classes == 6
     assert os.path.isdir(run.run_dir.codec_dir)
     assert run.model.sample(2, steps=2, seed=0, labels=0).shape == (2, 32)
