@@ -41,7 +41,12 @@ VARIANTS: dict[str, list[str]] = {
     "shift_-4": ["diffusion.shift=-4"],
     "frozen_emb": ["model.freeze_embeddings=true"],
     "ce_only_l2": ["diffusion.loss=ce_only", "model.embed_norm=l2"],
+    "masked": ["diffusion.process=masked"],
+    "masked_flops": ["diffusion.process=masked"],
 }
+# Variants trained for as many network FLOPs as `full` (more steps, since a masked step is
+# cheaper); the others train for --steps.
+EQUAL_FLOPS = {"masked_flops"}
 # The full model's m_RD and shift are the presets' (0.1, 0); these variants sweep around them.
 SWEEPS = {
     "drop_prob": {"full": 0.1, "no_drop": 0.0, "drop_0.2": 0.2, "drop_0.3": 0.3, "drop_0.5": 0.5},
@@ -68,16 +73,51 @@ def lcmd(*args: str, log: Path) -> None:
         raise RuntimeError(f"lcmd {' '.join(args[:3])} failed:\n{log.read_text()[-2000:]}")
 
 
+def network_passes(config: dict) -> float:
+    """Network passes per training sequence of a resolved config.json, counting a backward pass
+    as two forwards: what a step costs in FLOPs up to the network's size (the embedding-table
+    products of the readout are left out)."""
+    d, m = config["diffusion"], config["model"]
+    if d["process"] == "masked":  # one pass with gradients, plus the self-conditioning draft
+        return 3.0 + (1.0 if m["self_condition"] else 0.0)
+    rows = 1.0 + d["rec_fraction"]  # the batch plus its copies at t = 0
+    passes = 3.0 * rows + (rows if m["self_condition"] else 0.0)
+    if d["loss"] == "lcmd" and d["cm_weight"] > 0:
+        passes += 1.0  # the CM target, no gradients
+    return passes
+
+
+def resolved_config(args: argparse.Namespace, data: Path, sets: list[str], name: str) -> dict:
+    """A variant's resolved config.json, from a one-step run in a scratch directory."""
+    scratch = args.out / f".config-{name}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(data / "codec", scratch / "codec")
+    flags = [f for s in sets for f in ("--set", s)]
+    lcmd("train", "--plugin", args.plugin, "--out", str(scratch), "--max-steps", "1",
+         "--no-progress", *flags, log=args.out / f".config-{name}.log")  # fmt: skip
+    config = json.loads((scratch / "config.json").read_text())
+    shutil.rmtree(scratch)
+    return config
+
+
 def one_run(args: argparse.Namespace, data: Path, variant: str, seed: int) -> dict:
     """Train and evaluate one variant × seed; returns its record."""
     run = args.out / f"{variant}-seed{seed}"
+    sets = [*args.set, *VARIANTS[variant], f"train.seed={seed}", f"data.shards={data / 'shards'}"]
+    config = resolved_config(args, data, sets, f"{variant}-seed{seed}")
+    passes = network_passes(config)
+    steps = args.steps
+    if variant in EQUAL_FLOPS:
+        base = [*args.set, f"train.seed={seed}", f"data.shards={data / 'shards'}"]
+        steps = round(
+            args.steps * network_passes(resolved_config(args, data, base, "full")) / passes
+        )
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(data / "codec", run / "codec")
-    sets = [*args.set, *VARIANTS[variant], f"train.seed={seed}", f"data.shards={data / 'shards'}"]
     flags = [f for s in sets for f in ("--set", s)]
     log = args.out / f"{variant}-seed{seed}.log"
     started = time.perf_counter()
-    lcmd("train", "--plugin", args.plugin, "--out", str(run), "--max-steps", str(args.steps),
+    lcmd("train", "--plugin", args.plugin, "--out", str(run), "--max-steps", str(steps),
          "--no-progress", *flags, log=log)  # fmt: skip
     trained = time.perf_counter()
     lcmd("eval", str(run), "--json", "--no-progress", log=log)
@@ -88,6 +128,9 @@ def one_run(args: argparse.Namespace, data: Path, variant: str, seed: int) -> di
         "seed": seed,
         "overrides": VARIANTS[variant],
         "steps": args.steps,
+        "train_steps": steps,
+        # network forward-pass equivalents over training, per sequence of the global batch
+        "train_passes": round(steps * config["train"]["global_batch_size"] * passes),
         "train_s": round(trained - started, 1),
         "eval_s": round(time.perf_counter() - trained, 1),
         "metrics": metrics,
@@ -189,13 +232,18 @@ def table(results: list[dict]) -> str:
     head = [
         "variant",
         "seeds",
+        "train steps",
         *[k.split("/")[-1] for k in keys],
         *[k.split("/")[-1] for k in finals],
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant in variants:
         rows = [r for r in results if r["variant"] == variant]
-        cells = [variant, str(len(rows))]
+        cells = [
+            variant,
+            str(len(rows)),
+            "/".join(sorted({str(r["train_steps"]) for r in rows if "train_steps" in r})) or "–",
+        ]
         columns = [[r["metrics"].get(k) for r in rows] for k in keys]
         columns += [[r["diagnostics"][-1].get(k) for r in rows] for k in finals]
         for column in columns:

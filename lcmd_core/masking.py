@@ -25,7 +25,8 @@ UnmaskFn = Callable[[Tensor, Tensor | None, Tensor | None], Tensor]
 
 
 class MaskingSchedule:
-    """α(t) for t in [0, 1]: `loglinear` α = 1 − t (MDLM), `cosine` α = 1 − cos(π/2 · (1 − t)).
+    """α(t) for t in [0, 1]: `loglinear` α = 1 − t (MDLM), `cosine` α = 1 − cos(π/2 · (1 − t))
+    (MD4), written 1 − sin(πt/2) so that α(0) = 1 and α(1) = 0 exactly.
 
     The names follow MDLM/MD4: log-linear is linear in α, so log(1 − α) is linear in log t.
     """
@@ -45,14 +46,14 @@ class MaskingSchedule:
         t = t.double().clamp(0.0, 1.0)
         if self.kind == "loglinear":
             return 1.0 - t
-        return 1.0 - torch.cos(0.5 * math.pi * (1.0 - t))
+        return 1.0 - torch.sin(0.5 * math.pi * t)
 
     def weight(self, t: Tensor) -> Tensor:
         """w(t) = −α′(t) / (1 − α(t)) > 0, the ELBO weight of a masked token's CE (float64)."""
         t = t.double().clamp(T_MIN, 1.0)
         if self.kind == "loglinear":
             return 1.0 / t
-        return 0.5 * math.pi * torch.tan(0.5 * math.pi * (1.0 - t))
+        return 0.5 * math.pi / torch.tan(0.5 * math.pi * t)
 
 
 def unmask_probability(alpha_t: Tensor, alpha_s: Tensor) -> Tensor:
