@@ -39,10 +39,12 @@ def test_table_averages_seeds_and_reports_half_range(tmp_path: Path) -> None:
         record("full", 1, 80.0, 2.0),
         record("no_cm", 0, 140.0, 1.2),
     ]
+    results[2]["train_steps"] = 2917
     lines = ablations.table(results).splitlines()
-    assert lines[0].startswith("| variant | seeds | elbo_bits_per_token | fid | mean_pairwise_dist")
-    assert lines[2].startswith("| full | 2 | 5.5 ± 0.5 | 75 ± 5 | 1.9 ± 0.1 |")
-    assert lines[3].startswith("| no_cm | 1 | 5 | 140 | 1.2 |")
+    head = "| variant | seeds | train steps | elbo_bits_per_token | fid | mean_pairwise_dist"
+    assert lines[0].startswith(head)
+    assert lines[2].startswith("| full | 2 | – | 5.5 ± 0.5 | 75 ± 5 | 1.9 ± 0.1 |")
+    assert lines[3].startswith("| no_cm | 1 | 2917 | 5 | 140 | 1.2 |")
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     done = subprocess.run(
@@ -56,6 +58,24 @@ def test_every_variant_override_is_a_valid_config_key() -> None:
 
     for overrides in load_script().VARIANTS.values():
         resolve_config(overrides=overrides)
+
+
+def test_network_passes_count_every_pass_of_a_step() -> None:
+    """LCMD: 3 × (1 + rec) with gradients, the CM target, and the self-conditioning draft on
+    every row; masked: 3, plus its draft. Equal FLOPs give masked 1.46× the steps (no self-cond)."""
+    from lcmd_core.config import resolve_config
+
+    passes = load_script().network_passes
+    plain = resolve_config().model_dump()
+    assert passes(plain) == pytest.approx(3 * 1.125 + 1)
+    sc = resolve_config(overrides=["model.self_condition=true"]).model_dump()
+    assert passes(sc) == pytest.approx(4 * 1.125 + 1)
+    no_cm = resolve_config(overrides=["diffusion.cm_weight=0"]).model_dump()
+    assert passes(no_cm) == pytest.approx(3 * 1.125)
+    masked = resolve_config(overrides=["diffusion.process=masked"]).model_dump()
+    assert passes(masked) == 3.0 and passes(plain) / passes(masked) == pytest.approx(
+        1.458, abs=1e-3
+    )
 
 
 def sweep_record(steps: int, guidance: float, fid: float) -> dict:
