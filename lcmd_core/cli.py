@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=_positive_int, metavar="S", help="sampling steps (default: sample.steps)"
     )
     sample.add_argument(
-        "--sampler", choices=["ancestral", "ddim"], help="update rule (default: sample.sampler)"
+        "--sampler",
+        choices=["ancestral", "ddim"],
+        help="update rule (default: sample.sampler); masked runs unmask by ancestral only",
     )
     sample.add_argument(
         "--guidance",
@@ -207,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=_non_negative_float,
         metavar="T",
-        help="readout temperature; 0 takes the argmax (default: sample.temperature)",
+        help="readout temperature; 0 takes the argmax (default: sample.temperature, else the "
+        "process's: 0 for continuous, 1 for masked)",
     )
     sample.add_argument(
         "--prompt",

@@ -592,6 +592,12 @@ class Trainer:
         label_tensor = self._labels_for(n, labels)
         if label_tensor is None:
             guidance = 1.0
+        process = self.config.diffusion.process
+        if process == "masked" and sampler != "ancestral":
+            raise TrainerError(
+                f"sampler {sampler} is for diffusion.process=continuous; this run is masked, "
+                "which samples by ancestral unmasking (--sampler ancestral)"
+            )
         model = self._eval_model(use_ema)
         if temperature is None:
             temperature = model.default_temperature

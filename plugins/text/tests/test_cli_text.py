@@ -52,19 +52,32 @@ def assert_user_error(result: tuple[int, str, str], match: str) -> None:
     assert err.count("\n") == 1 and err.startswith("lcmd: ") and match in err, err
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def train_run(tmp_path_factory: pytest.TempPathFactory, *extra: str) -> Path:
     """A tiny char model trained on a small folder corpus through `lcmd train`."""
     root = tmp_path_factory.mktemp("corpus")
     (root / "play.txt").write_text("\n".join(SPEECHES * 60), encoding="utf-8")
-    out = root.parent / "run"
+    out = root.parent / f"run-{root.name}"
     data = ["--plugin", "text", "--data", "text_files", "--data-root", root]
-    code, _, err = lcmd("train", *data, "--out", out, *FAST)
+    code, _, err = lcmd("train", *data, "--out", out, *FAST, *extra)
     assert code == 0, err
     return out
 
 
-def test_sample_with_prompt_keeps_prefix_and_infill_suffix(run: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def masked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_run(tmp_path_factory, "--set", "diffusion.process=masked")
+
+
+@pytest.mark.parametrize("which", ["run", "masked_run"])
+def test_sample_with_prompt_keeps_prefix_and_infill_suffix(
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    run = request.getfixturevalue(which)
     code, out, err = lcmd("sample", run, "--prompt", "ROMEO:\n{gap:10}light", "--out", tmp_path)
     assert code == 0, err
     files = sorted(tmp_path.glob("sample-*.txt"))
@@ -79,7 +92,11 @@ def test_sample_with_prompt_keeps_prefix_and_infill_suffix(run: Path, tmp_path: 
     assert kept.sum() == 12 and (tokens[:, kept] == known[kept]).all()
 
 
-def test_eval_reports_elbo_bits_per_char_and_sample_metrics(run: Path) -> None:
+@pytest.mark.parametrize("which", ["run", "masked_run"])
+def test_eval_reports_elbo_bits_per_char_and_sample_metrics(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    run = request.getfixturevalue(which)
     code, out, err = lcmd("eval", run, "--split", "valid", "--json", "--no-progress")
     assert code == 0, err
     metrics = json.loads(out)
@@ -92,6 +109,10 @@ def test_eval_reports_elbo_bits_per_char_and_sample_metrics(run: Path) -> None:
     assert metrics["bpc/elbo_bits_per_char"] == pytest.approx(
         metrics["elbo_bits_per_token"] / metrics["bpc/chars_per_token"]
     )
+
+
+def test_ddim_on_a_masked_run_is_one_line(masked_run: Path) -> None:
+    assert_user_error(lcmd("sample", masked_run, "--sampler", "ddim"), "ancestral unmasking")
 
 
 @pytest.mark.parametrize(
