@@ -31,29 +31,35 @@ NOTES: dict[str, str] = {
     "L 24×1024 (16)",
     "model.mlp_ratio": "MLP hidden width as a multiple of the model width",
     "model.dropout": "dropout in attention output and MLP",
-    "model.embed_norm": "row normalisation of the embedding table: none, unit norm (l2) or "
-    "norm √D (l2_scaled)",
-    "model.freeze_embeddings": "keep the random embedding table fixed (baseline)",
+    "model.embed_norm": "(continuous) row normalisation of the embedding table: none, unit "
+    "norm (l2) or norm √D (l2_scaled)",
+    "model.freeze_embeddings": "(continuous) keep the random embedding table fixed (baseline)",
     "model.pos_encoding": "sin-cos on the codec's token grid, learned, or rotary (RoPE) on the "
     "same coordinates",
-    "model.output_prior": "add the Bayes readout of the forward process to the logits "
+    "model.output_prior": "(continuous) add the Bayes readout of the forward process to the logits "
     "(strongly recommended)",
-    "model.self_condition": "feed the previous x̂ back into the network",
+    "model.self_condition": "feed the previous prediction (its expected embedding) back into "
+    "the network",
     "model.attention": "attention backend; auto: xformers on CUDA when installed, else torch SDPA "
     "(env LCMD_ATTENTION overrides)",
-    "diffusion.shift": "added to the log-SNR at every t; negative means more noise",
-    "diffusion.logsnr_min": "clip of the base log-SNR at t = 1 (before the shift)",
-    "diffusion.logsnr_max": "clip of the base log-SNR at t = 0 (before the shift)",
-    "diffusion.loss": "lcmd: the four-term objective; ce_only: per-token cross-entropy at every t "
-    "(CDCD baseline)",
-    "diffusion.w_diff": "weight of L_diff",
-    "diffusion.w_rec": "weight of L_rec and of the cross-entropy at dropped positions",
-    "diffusion.w_prior": "weight of L_prior",
-    "diffusion.cm_weight": "λ_CM, weight of the consistency-matching loss (0 turns it off)",
-    "diffusion.cm_target": "how z_s is built: same noise on the true embedding, or one "
-    "stop-gradient DDIM step from z_t",
-    "diffusion.cm_pairs": "earlier time s: uniform s = u·t, or delta s = max(t − cm_delta, 0)",
-    "diffusion.cm_delta": "Δ for cm_pairs = delta",
+    "diffusion.process": "continuous: LCMD (Gaussian diffusion of learned embeddings); masked: "
+    "absorbing-state diffusion of the tokens (MDLM/MD4) on the same network. Options marked "
+    "(continuous) or (masked) may not be changed under the other process",
+    "diffusion.shift": "(continuous) added to the log-SNR at every t; negative means more noise",
+    "diffusion.logsnr_min": "(continuous) clip of the base log-SNR at t = 1 (before the shift)",
+    "diffusion.logsnr_max": "(continuous) clip of the base log-SNR at t = 0 (before the shift)",
+    "diffusion.loss": "(continuous) lcmd: the four-term objective; ce_only: per-token "
+    "cross-entropy at every t (CDCD baseline)",
+    "diffusion.w_diff": "(continuous) weight of L_diff",
+    "diffusion.w_rec": "(continuous) weight of L_rec and of the cross-entropy at dropped positions",
+    "diffusion.w_prior": "(continuous) weight of L_prior",
+    "diffusion.cm_weight": "(continuous) λ_CM, weight of the consistency-matching loss (0 "
+    "turns it off)",
+    "diffusion.cm_target": "(continuous) how z_s is built: same noise on the true embedding, "
+    "or one stop-gradient DDIM step from z_t",
+    "diffusion.cm_pairs": "(continuous) earlier time s: uniform s = u·t, or delta "
+    "s = max(t − cm_delta, 0)",
+    "diffusion.cm_delta": "(continuous) Δ for cm_pairs = delta",
     "diffusion.label_dropout": "share of labels replaced by the null class in training (for "
     "classifier-free guidance)",
     "diffusion.self_cond_prob": "share of the batch given a self-conditioning x̂ (with "
@@ -85,7 +91,7 @@ NOTES: dict[str, str] = {
     "shards its parameters, gradients and optimizer state over them",
     "sample.num_samples": "samples drawn by `lcmd sample` and `lcmd eval` (`--n`, `--n-samples`)",
     "sample.steps": "sampling steps (`--steps`)",
-    "sample.sampler": "update rule (`--sampler`)",
+    "sample.sampler": "(continuous) update rule (`--sampler`); masked runs unmask ancestrally",
     "sample.guidance": "classifier-free guidance weight w; 1 is none (`--guidance`)",
     "sample.use_ema": "sample and evaluate with the EMA weights",
 }

@@ -49,7 +49,8 @@ class DiffusionConfig(_Strict):
 
     process: Literal["continuous", "masked"] = "continuous"
     mask_schedule: Literal["loglinear", "cosine"] = Field(
-        "loglinear", description="masked only: the masking schedule α(t)"
+        "loglinear",
+        description="(masked) the masking schedule: loglinear α = 1 − t, cosine α = 1 − sin(πt/2)",
     )
     shift: float = 0.0
     logsnr_min: float = -15.0
@@ -62,8 +63,10 @@ class DiffusionConfig(_Strict):
     cm_target: Literal["same_noise", "ddim"] = "same_noise"
     cm_pairs: Literal["uniform", "delta"] = "uniform"
     cm_delta: float = Field(0.1, gt=0, le=1)
-    drop_prob: float = Field(0.1, ge=0, lt=1, description="m_RD, random dropping")
-    rec_fraction: float = Field(0.125, gt=0, le=1, description="share of the batch put at t_min")
+    drop_prob: float = Field(0.1, ge=0, lt=1, description="(continuous) m_RD, random dropping")
+    rec_fraction: float = Field(
+        0.125, gt=0, le=1, description="(continuous) share of the batch put at t_min"
+    )
     label_dropout: float = Field(0.1, ge=0, le=1)
     self_cond_prob: float = Field(0.5, ge=0, le=1)
 
