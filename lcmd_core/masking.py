@@ -116,15 +116,15 @@ def unmask(
             torch.rand(noisy.shape, generator=generator, device=device, dtype=torch.float64) < p
         )
         changed = bool(reveal.any())
-        if changed:
-            noisy = torch.where(reveal, draw(logits, temperature, generator), noisy)
+        if changed:  # draw only where a token is revealed: a few positions a step
+            noisy = noisy.masked_scatter(reveal, draw(logits[reveal], temperature, generator))
     return noisy
 
 
 def draw(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
-    """Tokens[B, L] from logits[B, L, K]: argmax at temperature 0, else categorical draws
+    """Tokens[...] from logits[..., K]: argmax at temperature 0, else categorical draws
     (in float64: float32 Gumbel draws lose diversity)."""
     if temperature == 0:
         return logits.argmax(-1)
-    probs = (logits.double() / temperature).softmax(-1).flatten(0, 1)
+    probs = (logits.double() / temperature).softmax(-1).reshape(-1, logits.shape[-1])
     return torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
