@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lcmd_core import EMA, LCMD, MaskedDiffusion
 from lcmd_core.config import ConfigError, resolve_config
@@ -119,13 +120,16 @@ def train_toy(steps: int, blind: bool = False) -> tuple[MaskedDiffusion, torch.T
             model.embedding.weight.copy_(model.embedding.weight[:1].expand(K + 1, -1))
         model.embedding.weight.requires_grad_(False)
     trained = train(model, lambda g: data[torch.randint(0, N_SEQ, (32,), generator=g)], steps)
-    samples = trained.sample(32, steps=50, seed=0)
+    samples = trained.sample(64, steps=50, seed=0)
     match = (samples[:, None, :] == data[None]).all(-1).any(-1).float().mean()
     return trained, data, float(match)
 
 
 def test_masked_model_learns_toy_sequences():
-    _, _, match = train_toy(600)
+    """Measured: match 0.66 after 600 steps, 0.78 after 1000, 0.83 after 1500 and 2000 (the
+    exact posterior reaches 0.89 in 50 sampling steps: tokens revealed together are drawn
+    independently)."""
+    _, _, match = train_toy(1500)
     assert match >= 0.8
 
 
@@ -135,6 +139,28 @@ def test_model_blind_to_its_input_cannot_learn_toy_sequences():
 
 
 # ------------------------------------------------------------------------------- sampler
+def test_sampler_with_the_exact_posterior_returns_training_sequences():
+    """Given p(x_i | visible tokens) of 4 sequences, one step a token recovers them; few steps
+    reveal tokens together, drawn independently, and mix sequences."""
+    data = torch.randint(0, K, (N_SEQ, L), generator=torch.Generator().manual_seed(1))
+
+    def posterior(noisy, labels, self_cond):
+        visible = noisy != K
+        fits = ((data[None] == noisy[:, None]) | ~visible[:, None]).all(-1).float()  # [B, 4]
+        fits = torch.where(fits.sum(-1, keepdim=True) > 0, fits, torch.ones_like(fits))
+        probs = torch.einsum(
+            "bn,nlk->blk", fits / fits.sum(-1, keepdim=True), F.one_hot(data, K).float()
+        )
+        return probs.clamp_min(1e-30).log()
+
+    def match(steps):
+        out = unmask(posterior, MaskingSchedule(), K, 64, L, steps=steps,
+                     generator=torch.Generator().manual_seed(0))  # fmt: skip
+        return float((out[:, None] == data[None]).all(-1).any(-1).float().mean())
+
+    assert match(500) >= 0.95 and match(5) < 0.5
+
+
 def conditional_model() -> MaskedDiffusion:
     return random_network(MaskedDiffusion(10, 6, num_classes=3, **NET))
 
