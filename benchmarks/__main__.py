@@ -21,6 +21,7 @@ from . import (
     bench_compile,
     bench_data,
     bench_gpu,
+    bench_masked,
     bench_memory,
     bench_sampling,
     bench_scaling,
@@ -32,6 +33,7 @@ from .common import Record, machine, print_table
 BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Record]]] = {
     "step": bench_step.run,
     "sampling": bench_sampling.run,
+    "masked": bench_masked.run,
     "memory": bench_memory.run,
     "data": bench_data.run,
     "scaling": bench_scaling.run,
