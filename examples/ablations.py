@@ -73,6 +73,11 @@ def lcmd(*args: str, log: Path) -> None:
         raise RuntimeError(f"lcmd {' '.join(args[:3])} failed:\n{log.read_text()[-2000:]}")
 
 
+def plugin_flags(args: argparse.Namespace) -> list[str]:
+    """`--plugin` and, when given, `--preset` for `lcmd prepare` and `lcmd train`."""
+    return ["--plugin", args.plugin, *(["--preset", args.preset] if args.preset else [])]
+
+
 def network_passes(config: dict) -> float:
     """Network passes per training sequence of a resolved config.json, counting a backward pass
     as two forwards: what a step costs in FLOPs up to the network's size (the embedding-table
@@ -93,7 +98,7 @@ def resolved_config(args: argparse.Namespace, data: Path, sets: list[str], name:
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(data / "codec", scratch / "codec")
     flags = [f for s in sets for f in ("--set", s)]
-    lcmd("train", "--plugin", args.plugin, "--out", str(scratch), "--max-steps", "1",
+    lcmd("train", *plugin_flags(args), "--out", str(scratch), "--max-steps", "1",
          "--no-progress", *flags, log=args.out / f".config-{name}.log")  # fmt: skip
     config = json.loads((scratch / "config.json").read_text())
     shutil.rmtree(scratch)
@@ -117,7 +122,7 @@ def one_run(args: argparse.Namespace, data: Path, variant: str, seed: int) -> di
     flags = [f for s in sets for f in ("--set", s)]
     log = args.out / f"{variant}-seed{seed}.log"
     started = time.perf_counter()
-    lcmd("train", "--plugin", args.plugin, "--out", str(run), "--max-steps", str(steps),
+    lcmd("train", *plugin_flags(args), "--out", str(run), "--max-steps", str(steps),
          "--no-progress", *flags, log=log)  # fmt: skip
     trained = time.perf_counter()
     lcmd("eval", str(run), "--json", "--no-progress", log=log)
@@ -141,7 +146,7 @@ def one_run(args: argparse.Namespace, data: Path, variant: str, seed: int) -> di
 def run_all(args: argparse.Namespace) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / "data"
-    lcmd("prepare", "--plugin", args.plugin, "--out", str(data),
+    lcmd("prepare", *plugin_flags(args), "--out", str(data),
          *[f for s in args.set for f in ("--set", s)], log=args.out / "prepare.log")  # fmt: skip
     # Runs already in results.json are kept, not repeated: a stopped sweep resumes.
     found = args.out / "results.json"
@@ -351,6 +356,7 @@ def _diagnostics_figure(plt, results: list[dict], directory: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plugin", default="image_vq")
+    parser.add_argument("--preset", help="plugin preset (default: the data set's, as lcmd train)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
