@@ -111,6 +111,17 @@ def test_fsdp_matches_one_process_and_checkpoints_cross_over(tmp_path: Path) -> 
     assert drawn[0].read_bytes() == drawn[1].read_bytes()
 
 
+def test_masked_process_trains_the_same_sharded_on_two_processes(tmp_path: Path) -> None:
+    """FSDP covers what ddp does for the masked model and more (sharded EMA, gathered copies)."""
+    flags = [*TRAIN, "--set", "diffusion.process=masked", "--set", "train.strategy=fsdp"]
+    train_one_and_two(tmp_path, flags, "fsdp")
+    drawn = [
+        tmp_path / r / "samples" / "step-0000004-seed-0" / "tokens.safetensors"
+        for r in ("one", "two")
+    ]
+    assert drawn[0].read_bytes() == drawn[1].read_bytes()
+
+
 def test_interrupted_nproc_run_prints_a_resume_command_with_nproc(tmp_path: Path) -> None:
     import signal
     import time
