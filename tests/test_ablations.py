@@ -121,8 +121,8 @@ def test_a_stopped_sweep_resumes_without_repeating_runs(
 
     monkeypatch.setattr(ablations, "lcmd", lambda *args, **kwargs: None)
     monkeypatch.setattr(ablations, "one_run", fake_run)
-    args = argparse.Namespace(out=tmp_path, plugin="text", preset=None, set=[], steps=100, seeds=[0, 1],
-                              variants=["full", "no_cm"], jobs=1)  # fmt: skip
+    args = argparse.Namespace(out=tmp_path, plugin="text", preset=None, set=[], steps=100,
+                              seeds=[0, 1], variants=["full", "no_cm"], jobs=1)  # fmt: skip
     results = ablations.run_all(args)
     assert ran == [("no_cm", 0), ("full", 1), ("no_cm", 1)]  # seed-major, the done run skipped
     assert [(r["variant"], r["seed"]) for r in results] == [("full", 0), *ran]
