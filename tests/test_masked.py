@@ -27,12 +27,14 @@ def random_network(model: MaskedDiffusion) -> MaskedDiffusion:
 def closed_form_elbo(model: MaskedDiffusion, x: torch.Tensor, schedule: str) -> float:
     """E_t E_mask[w(t) Σ_masked CE] / L in nats, by enumerating every mask and integrating t.
 
-    The network does not see t, so CE depends on the mask alone; for the log-linear schedule
-    ∫ w(t) (1 − α)^m α^(L−m) dt = B(m, L − m + 1) exactly, for the cosine one by quadrature.
+    The network does not see t, so CE depends on the mask alone. Log-linear (α = 1 − t,
+    w = 1/t): ∫ w (1 − α)^m α^(L−m) dt = B(m, L − m + 1) exactly. Cosine, in MD4's form
+    α = 1 − cos(u), u = π/2 (1 − t), w = −α′/(1 − α) = (π/2) sin(u)/cos(u): by quadrature.
     """
     length = x.shape[0]
-    sched = MaskingSchedule(schedule)
-    grid = (torch.arange(200_000, dtype=torch.float64) + 0.5) / 200_000
+    t = (torch.arange(400_000, dtype=torch.float64) + 0.5) / 400_000
+    u = 0.5 * math.pi * (1 - t)
+    alpha, weight = 1 - torch.cos(u), 0.5 * math.pi * torch.sin(u) / torch.cos(u)
     total = 0.0
     for pattern in itertools.product([False, True], repeat=length):
         m = sum(pattern)
@@ -46,8 +48,7 @@ def closed_form_elbo(model: MaskedDiffusion, x: torch.Tensor, schedule: str) -> 
         if schedule == "loglinear":
             integral = math.gamma(m) * math.gamma(length - m + 1) / math.gamma(length + 1)
         else:
-            alpha = sched.alpha(grid)
-            integral = float((sched.weight(grid) * (1 - alpha) ** m * alpha ** (length - m)).mean())
+            integral = float((weight * (1 - alpha) ** m * alpha ** (length - m)).mean())
         total += integral * ce
     return total / length
 
