@@ -203,20 +203,30 @@ def values(records: list[dict], key: str, **match: object) -> list[float]:
     return [r["metrics"][key] for r in records if all(r[k] == v for k, v in match.items())]
 
 
+def run_variant(record: dict) -> str:
+    """The variant of a sampling record's run (`masked-seed1` → `masked`)."""
+    return record["run"].rsplit("-seed", 1)[0]
+
+
 def sampling_table(records: list[dict]) -> str:
     """Markdown table of a sampling sweep: mean ± half-range over runs and sampling seeds per
-    steps × guidance."""
+    steps × guidance, and per variant when the runs are of several."""
     keys = list(dict.fromkeys(k for r in records for k in r["metrics"] if "/" in k))
+    variants = list(dict.fromkeys(map(run_variant, records)))
+    lead = ["variant"] if len(variants) > 1 else []
     lines = [
-        "| steps | guidance | draws | " + " | ".join(k.split("/")[-1] for k in keys) + " |",
-        "|" + "---|" * (3 + len(keys)),
+        "| "
+        + " | ".join([*lead, "steps", "guidance", "draws", *(k.split("/")[-1] for k in keys)])
+        + " |",
+        "|" + "---|" * (len(lead) + 3 + len(keys)),
     ]
-    for steps, guidance in dict.fromkeys((r["steps"], r["guidance"]) for r in records):
-        cells = []
-        for key in keys:
-            found = values(records, key, steps=steps, guidance=guidance)
-            cells.append(cell(found))
-        lines.append(f"| {steps} | {guidance:g} | {len(found)} | " + " | ".join(cells) + " |")
+    for variant in variants:
+        mine = [r for r in records if run_variant(r) == variant]
+        for steps, guidance in dict.fromkeys((r["steps"], r["guidance"]) for r in mine):
+            cells = [cell(values(mine, key, steps=steps, guidance=guidance)) for key in keys]
+            draws = len(values(mine, keys[0], steps=steps, guidance=guidance)) if keys else 0
+            row = [*([variant] if lead else []), str(steps), f"{guidance:g}", str(draws), *cells]
+            lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -309,18 +319,22 @@ def figures(results: list[dict], directory: Path) -> list[Path]:
 
 
 def sampling_figure(records: list[dict], directory: Path) -> Path:
-    """Sample metrics against the number of sampling steps, a line per guidance weight (the
-    ELBO does not depend on the sampler and is left out)."""
+    """Sample metrics against the number of sampling steps, a line per guidance weight and
+    variant (the ELBO does not depend on the sampler and is left out)."""
     plt = _pyplot()
     directory.mkdir(parents=True, exist_ok=True)
     keys = [k for k in _metric_keys(records) if "/" in k]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.8 * len(keys), 3.2), squeeze=False)
+    variants = list(dict.fromkeys(map(run_variant, records)))
     for ax, key in zip(axes[0], keys, strict=True):
-        for guidance in dict.fromkeys(r["guidance"] for r in records):
-            steps = sorted({r["steps"] for r in records if r["guidance"] == guidance})
-            stats = [spread(values(records, key, guidance=guidance, steps=n)) for n in steps]
-            ax.errorbar(steps, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o",
-                        capsize=3, label=f"guidance {guidance:g}")  # fmt: skip
+        for variant in variants:
+            mine = [r for r in records if run_variant(r) == variant]
+            for guidance in dict.fromkeys(r["guidance"] for r in mine):
+                steps = sorted({r["steps"] for r in mine if r["guidance"] == guidance})
+                stats = [spread(values(mine, key, guidance=guidance, steps=n)) for n in steps]
+                label = f"guidance {guidance:g}" + (f", {variant}" if len(variants) > 1 else "")
+                ax.errorbar(steps, [m for m, _ in stats], yerr=[h for _, h in stats],
+                            marker="o", capsize=3, label=label)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("sampling steps")
         ax.set_title(key.split("/")[-1].replace("_", " "))

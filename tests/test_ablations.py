@@ -91,6 +91,13 @@ def test_sampling_table_pools_runs_per_steps_and_guidance() -> None:
     assert lines[3] == "| 50 | 2 | 1 | 60 |"
 
 
+def test_sampling_table_keeps_variants_apart() -> None:
+    records = [sweep_record(5, 1.0, 100.0), {**sweep_record(5, 1.0, 40.0), "run": "masked-seed1"}]
+    lines = load_script().sampling_table(records).splitlines()
+    assert lines[0] == "| variant | steps | guidance | draws | fid |"
+    assert lines[2:] == ["| full | 5 | 1 | 1 | 100 |", "| masked | 5 | 1 | 1 | 40 |"]
+
+
 def test_figures_plot_the_sweeps_and_the_sampling_steps(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     ablations = load_script()
