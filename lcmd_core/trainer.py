@@ -717,6 +717,9 @@ class Trainer:
             "samples": n_samples,
             "steps": steps or self.config.sample.steps,
             "sampler": self.config.sample.sampler,
+            "temperature": model.default_temperature
+            if self.config.sample.temperature is None
+            else self.config.sample.temperature,
             "guidance": self.config.sample.guidance if guidance is None else guidance,
             "ema": self.config.sample.use_ema if use_ema is None else use_ema,
             "checkpoint_step": self.step,

@@ -159,6 +159,7 @@ def test_sample_and_evaluate_write_files_with_protocol(tmp_path, shards, process
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["protocol"]["split"] == "valid" and saved["protocol"]["sequences"] == 64
     assert saved["protocol"]["process"] == process
+    assert saved["protocol"]["temperature"] == protocol["temperature"]
     assert saved["protocol"]["metrics"]["name_validity"]["unicode_version"]  # the metric's own
 
 
