@@ -56,8 +56,8 @@ class MaskedDiffusion(DiffusionModel):
         device, (b, length) = self.device, tokens.shape
         t = obj.low_discrepancy_times(b, generator=generator, device=device).clamp_min(T_MIN)
         alpha = self.schedule.alpha(t)
-        keep = torch.rand(tokens.shape, generator=generator, device=device, dtype=alpha.dtype)
-        masked = keep >= alpha[:, None]
+        u = torch.rand(tokens.shape, generator=generator, device=device, dtype=alpha.dtype)
+        masked = u >= alpha[:, None]  # masked with probability 1 − α(t)
         noisy = torch.where(masked, self.mask_id, tokens)
         row_labels = self._row_labels(labels, b, generator)
 
