@@ -16,24 +16,11 @@ import torch
 
 from lcmd_core import MaskedDiffusion
 
-from .bench_step import BATCH, plain_step
+from .bench_step import BATCH, loss_step, plain_step
 from .common import Record, median, median_ratio, paired_times, print_table, record
 
 NAME = "masked"
 VOCAB, CLASSES, GUIDANCE = 1024, 10, 2.0
-
-
-def masked_step(model: MaskedDiffusion, tokens: torch.Tensor):
-    """One training step of the masked model, AdamW included."""
-    model.train()
-    opt = torch.optim.AdamW(model.param_groups(3e-4, 3e-3, 0.01))
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        model.loss(tokens)["total"].backward()
-        opt.step()
-
-    return step
 
 
 def sampler_vs_forward(
@@ -69,7 +56,7 @@ def run(quick: bool, device: torch.device) -> list[Record]:
         model = MaskedDiffusion(VOCAB, seq_len, size=size).to(device)
         net = type(model.denoiser)(VOCAB, model.model_config.embed_dim, (seq_len,), size=size)
         net = net.to(device)
-        steps = [masked_step(model, tokens), plain_step(net, tokens, model.model_config.embed_dim)]
+        steps = [loss_step(model, tokens), plain_step(net, tokens, model.model_config.embed_dim)]
         times = paired_times(steps, device, warmup, iters)
         time_ratio = median_ratio(*times)
         t_masked = median(times[0])

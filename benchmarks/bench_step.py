@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from lcmd_core import LCMD
+from lcmd_core import LCMD, DiffusionModel
 from lcmd_core.denoiser import Denoiser
 
 from .common import Record, matmul_peak, median, median_ratio, paired_times, print_table, record
@@ -55,8 +55,8 @@ def vocab_flops(model: LCMD, grad_tok: int, nograd_tok: int, batch: int, seq_len
     return flops
 
 
-def lcmd_step(model: LCMD, tokens: torch.Tensor) -> tuple[Callable[[], None], int, int]:
-    """(step function, tokens through fwd+bwd, tokens through no-grad fwd) of LCMD training."""
+def loss_step(model: DiffusionModel, tokens: torch.Tensor) -> Callable[[], None]:
+    """One training step of either process: `model.loss(tokens)["total"].backward()` + AdamW."""
     model.train()
     opt = torch.optim.AdamW(model.param_groups(3e-4, 3e-3, 0.01))
 
@@ -65,6 +65,12 @@ def lcmd_step(model: LCMD, tokens: torch.Tensor) -> tuple[Callable[[], None], in
         model.loss(tokens)["total"].backward()
         opt.step()
 
+    return step
+
+
+def lcmd_step(model: LCMD, tokens: torch.Tensor) -> tuple[Callable[[], None], int, int]:
+    """(step function, tokens through fwd+bwd, tokens through no-grad fwd) of LCMD training."""
+    step = loss_step(model, tokens)
     batch, seq_len = tokens.shape
     dc = model.diffusion_config
     grad_rows = batch + math.ceil(batch * dc.rec_fraction)
