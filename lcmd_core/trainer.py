@@ -375,7 +375,8 @@ class Trainer:
             self.sampler = EpochSampler(len(train_set), cfg.train.seed)
             resumed = self._restore() if self.resume else None
             if resumed:
-                self._trim_metrics()
+                if self.world.is_main:  # rank 0 alone writes the metrics file
+                    self._trim_metrics()
                 if resumed.get("sampler"):
                     self.sampler.load_state_dict(resumed["sampler"])
                 restore_rng(resumed["rng"])
