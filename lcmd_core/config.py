@@ -32,9 +32,20 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
     embed_dim: int = Field(64, gt=0, description="D, the token embedding width")
     embed_norm: Literal["none", "l2", "l2_scaled"] = "none"
+    embed_scale: float = Field(
+        1.0,
+        gt=0,
+        description="(continuous) row norm of the table at initialisation, and the fixed norm "
+        "under embed_norm=l2 (l2_scaled: this times √D)",
+    )
     freeze_embeddings: bool = False
     pos_encoding: Literal["learned", "sincos", "rope"] = "sincos"
     output_prior: bool = True
+    output_prior_logsnr: float | None = Field(
+        None,
+        description="(continuous) the Bayes readout enters with weight σ(λ_eff − this), λ_eff "
+        "the log-SNR of a token's row; none: weight 1 at every noise level",
+    )
     self_condition: bool = False
     attention: Literal["auto", "xformers", "sdpa", "math"] = "auto"
 
@@ -60,6 +71,17 @@ class DiffusionConfig(_Strict):
     w_rec: float = Field(1.0, ge=0)
     w_prior: float = Field(1.0, ge=0)
     cm_weight: float = Field(1.0, ge=0)
+    ce_weight: float = Field(
+        0.0,
+        ge=0,
+        description="(continuous) weight of the cross-entropy of the noisy prediction at t "
+        "(kept positions), a direct signal at every noise level",
+    )
+    time_sampling: Literal["uniform", "importance"] = Field(
+        "uniform",
+        description="(continuous) t in training: low-discrepancy uniform, or importance-sampled "
+        "from a CDF fitted online to the loss and reweighted (the same objective)",
+    )
     cm_target: Literal["same_noise", "ddim"] = "same_noise"
     cm_pairs: Literal["uniform", "delta"] = "uniform"
     cm_delta: float = Field(0.1, gt=0, le=1)
@@ -74,6 +96,8 @@ class DiffusionConfig(_Strict):
     def _range(self) -> DiffusionConfig:
         if self.logsnr_min >= self.logsnr_max:
             raise ValueError("logsnr_min must be below logsnr_max")
+        if self.time_sampling == "importance" and self.loss != "lcmd":
+            raise ValueError("time_sampling=importance reweights LCMD's terms: it needs loss=lcmd")
         return self
 
 
@@ -165,7 +189,13 @@ class RunConfig(_Strict):
 # Options that only one process reads, by section; the others (network, labels, self-conditioning
 # and their probabilities) serve both.
 CONTINUOUS_ONLY = {
-    "model": ("embed_norm", "freeze_embeddings", "output_prior"),
+    "model": (
+        "embed_norm",
+        "embed_scale",
+        "freeze_embeddings",
+        "output_prior",
+        "output_prior_logsnr",
+    ),
     "diffusion": (
         "shift",
         "logsnr_min",
@@ -175,6 +205,8 @@ CONTINUOUS_ONLY = {
         "w_rec",
         "w_prior",
         "cm_weight",
+        "ce_weight",
+        "time_sampling",
         "cm_target",
         "cm_pairs",
         "cm_delta",

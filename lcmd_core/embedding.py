@@ -15,9 +15,9 @@ EmbedNorm = Literal["none", "l2", "l2_scaled"]
 class TokenEmbedding(nn.Module):
     """Ψ ∈ R^{K×D} with optional row normalisation and a learned mask vector.
 
-    Rows start as N(0, 1/D) (norm ≈ 1). `norm="l2"` renormalises rows to unit norm on every use,
-    `"l2_scaled"` to norm √D (unit per-dimension scale); `frozen=True` keeps the random table fixed
-    (the "fixed embeddings" baseline). The mask vector always learns.
+    Rows start as N(0, s²/D) (norm ≈ s, the `scale`). `norm="l2"` renormalises rows to norm s on
+    every use, `"l2_scaled"` to norm s·√D (unit per-dimension scale for s = 1); `frozen=True`
+    keeps the random table fixed (the "fixed embeddings" baseline). The mask vector always learns.
     """
 
     def __init__(
@@ -26,16 +26,20 @@ class TokenEmbedding(nn.Module):
         dim: int,
         *,
         norm: EmbedNorm = "none",
+        scale: float = 1.0,
         frozen: bool = False,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
         if norm not in ("none", "l2", "l2_scaled"):
             raise ValueError(f"embed_norm must be none, l2 or l2_scaled, got {norm!r}")
+        if not scale > 0:
+            raise ValueError(f"embed_scale must be > 0, got {scale}")
         self.vocab_size = vocab_size
         self.dim = dim
         self.norm = norm
-        table = torch.randn(vocab_size, dim, generator=generator) / math.sqrt(dim)
+        self.scale = float(scale)
+        table = torch.randn(vocab_size, dim, generator=generator) / math.sqrt(dim) * scale
         self.table = nn.Parameter(table, requires_grad=not frozen)
         self.mask_vector = nn.Parameter(torch.randn(dim, generator=generator) / math.sqrt(dim))
 
@@ -44,8 +48,8 @@ class TokenEmbedding(nn.Module):
         """The effective table E: FloatTensor[K, D] (normalised if configured)."""
         if self.norm == "none":
             return self.table
-        unit = F.normalize(self.table, dim=-1)
-        return unit * math.sqrt(self.dim) if self.norm == "l2_scaled" else unit
+        norm = self.scale * (math.sqrt(self.dim) if self.norm == "l2_scaled" else 1.0)
+        return F.normalize(self.table, dim=-1) * norm
 
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens: LongTensor[B, L] → FloatTensor[B, L, D]."""

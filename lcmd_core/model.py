@@ -12,6 +12,7 @@ from .diffusion_model import DiffusionModel
 from .embedding import TokenEmbedding
 from .sampler import Sampler
 from .schedule import ShiftedCosineSchedule, alpha_sigma_from_log_snr
+from .time_warp import TimeWarp
 
 
 class LCMD(DiffusionModel):
@@ -32,8 +33,13 @@ class LCMD(DiffusionModel):
         mc, dc = self.model_config, self.diffusion_config
         self.schedule = ShiftedCosineSchedule(dc.shift, dc.logsnr_min, dc.logsnr_max)
         self.embedding = TokenEmbedding(
-            self.vocab_size, mc.embed_dim, norm=mc.embed_norm, frozen=mc.freeze_embeddings
+            self.vocab_size,
+            mc.embed_dim,
+            norm=mc.embed_norm,
+            scale=mc.embed_scale,
+            frozen=mc.freeze_embeddings,
         )
+        self.time_warp = TimeWarp() if dc.time_sampling == "importance" else None
 
     # -------------------------------------------------------------------------------- network
     def denoise(
@@ -63,9 +69,29 @@ class LCMD(DiffusionModel):
             keep = None if dropped is None else ~dropped
             with torch.autocast(z.device.type, enabled=False):
                 logits = obj.bayes_readout(
-                    z.float(), table.float(), alpha.float(), sigma.float(), keep, base=logits
+                    z.float(),
+                    table.float(),
+                    alpha.float(),
+                    sigma.float(),
+                    keep,
+                    base=logits,
+                    gate=self.readout_gate(log_snr),
                 )
         return logits
+
+    def readout_gate(self, log_snr: Tensor) -> Tensor | None:
+        """The Bayes readout's weight σ(λ_eff − c) at log-SNR λ[B] (None: weight 1 everywhere).
+
+        λ_eff = λ + log mean_k ‖E_k‖² is the log-SNR of a token's own row: the readout's logit
+        gaps are e^λ_eff up to O(1) factors, whatever the table's scale. c is
+        `model.output_prior_logsnr`. Below c the local evidence is noisy and the network predicts
+        alone; above it the readout takes over and is exact at the clean end.
+        """
+        centre = self.model_config.output_prior_logsnr
+        if centre is None:
+            return None
+        row_norm2 = self.embedding.weight.detach().float().pow(2).sum(-1).mean()
+        return torch.sigmoid(log_snr.float() + row_norm2.log() - centre)
 
     # ---------------------------------------------------------------------------------- loss
     def _terms(
@@ -80,6 +106,9 @@ class LCMD(DiffusionModel):
         embeds = torch.nn.functional.embedding(rows, table)
 
         t = obj.low_discrepancy_times(b, generator=generator, device=device)
+        warp = self.time_warp if training else None
+        if warp is not None:
+            t = warp.sample(t)
         t_all = torch.cat([t, torch.zeros(n_rec, dtype=t.dtype, device=device)])
         log_snr = self.schedule.log_snr(t_all).to(embeds.dtype)
         alpha, sigma = self.schedule.alpha_sigma(t_all)
@@ -107,6 +136,7 @@ class LCMD(DiffusionModel):
 
         keep = ~dropped[:b]
         diffusion = obj.diffusion_loss(embeds[:b], x_hat, self.schedule.snr_prime(t), keep)
+        noisy_ce = obj.cross_entropy(logits[:b], tokens, keep)
         reconstruction = obj.cross_entropy(logits[b:], tokens[:n_rec])
         dropped_ce = obj.cross_entropy(logits[:b], tokens, dropped[:b])
         alpha_1, sigma_1 = self.schedule.alpha_sigma(torch.ones(1, device=device, dtype=t.dtype))
@@ -127,6 +157,20 @@ class LCMD(DiffusionModel):
                 generator,
             )
 
+        if warp is not None:  # every term at t: weighted by 1/q(t), the proposal fitted to them
+            at_t = (
+                dc.w_diff * diffusion
+                + dc.w_rec * dropped_ce
+                + dc.cm_weight * consistency
+                + dc.ce_weight * noisy_ce
+            )
+            weight = 1.0 / warp.density(t)
+            warp.update(t, at_t.detach())
+            diffusion, dropped_ce, consistency, noisy_ce = (
+                (term * weight.to(term.dtype))
+                for term in (diffusion, dropped_ce, consistency, noisy_ce)
+            )
+
         per_tok = 1.0 / length
         terms = {
             "diffusion": diffusion * per_tok,
@@ -134,6 +178,7 @@ class LCMD(DiffusionModel):
             "prior": prior * per_tok,
             "consistency": consistency * per_tok,
             "dropped_ce": dropped_ce * per_tok,
+            "noisy_ce": noisy_ce * per_tok,
             "acc_t0": (logits[b:].detach().argmax(-1) == tokens[:n_rec]).float().mean(-1),
         }
         if n_rec == b:
@@ -150,6 +195,7 @@ class LCMD(DiffusionModel):
                 + dc.w_rec * (terms["reconstruction"].mean() + terms["dropped_ce"].mean())
                 + dc.w_prior * terms["prior"].mean()
                 + dc.cm_weight * terms["consistency"].mean()
+                + dc.ce_weight * terms["noisy_ce"].mean()
             )
         terms["total"] = total
         return terms

@@ -90,12 +90,14 @@ def bayes_readout(
     sigma: Tensor,
     keep: Tensor | None = None,
     base: Tensor | None = None,
+    gate: Tensor | None = None,
 ) -> Tensor:
     """log q(x_i = k | z_i) up to a constant: (α/σ²) z·E_k − (α²/2σ²)‖E_k‖², plus `base`.
 
     The exact posterior over tokens of the forward process alone (Plaid's "output prior"); with it
     added, the network only has to learn a correction. z: [B, L, D], table: [K, D], α, σ: [B];
-    keep: Bool[B, L] (the readout is 0 elsewhere); base: [B, L, K] logits to add it to. Both terms
+    keep: Bool[B, L] (the readout is 0 elsewhere); gate: [B], a factor per sequence (the readout's
+    weight at that noise level); base: [B, L, K] logits to add it to. Both terms
     come from one matmul of [(α/σ²) z, −α²/2σ²] with [E, ‖E‖²], added to `base` in the same call.
     """
     b, length, _ = z.shape
@@ -104,6 +106,8 @@ def bayes_readout(
     rows = torch.cat([z * (a / s2), (-(a * a) / (2 * s2)).expand(b, length, 1)], -1)
     if keep is not None:
         rows = rows * keep[..., None].to(rows.dtype)
+    if gate is not None:
+        rows = rows * gate.to(rows.dtype)[:, None, None]
     columns = torch.cat([table, table.pow(2).sum(-1, keepdim=True)], -1)
     flat = rows.reshape(b * length, -1)
     if base is None:
