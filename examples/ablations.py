@@ -41,6 +41,14 @@ VARIANTS: dict[str, list[str]] = {
     "shift_-4": ["diffusion.shift=-4"],
     "frozen_emb": ["model.freeze_embeddings=true"],
     "ce_only_l2": ["diffusion.loss=ce_only", "model.embed_norm=l2"],
+    "shift_+2": ["diffusion.shift=2"],
+    "shift_+4": ["diffusion.shift=4"],
+    "scale_4": ["model.embed_scale=4"],
+    "scale_4_shift_-2.8": ["model.embed_scale=4", "diffusion.shift=-2.77"],
+    "gate_5": ["model.output_prior_logsnr=5"],
+    "gate_5_ce": ["model.output_prior_logsnr=5", "diffusion.ce_weight=1"],
+    "importance": ["diffusion.time_sampling=importance"],
+    "gate_5_importance": ["model.output_prior_logsnr=5", "diffusion.time_sampling=importance"],
     "masked": ["diffusion.process=masked"],
     "masked_flops": ["diffusion.process=masked"],
 }
@@ -50,7 +58,14 @@ EQUAL_FLOPS = {"masked_flops"}
 # The full model's m_RD and shift are the presets' (0.1, 0); these variants sweep around them.
 SWEEPS = {
     "drop_prob": {"full": 0.1, "no_drop": 0.0, "drop_0.2": 0.2, "drop_0.3": 0.3, "drop_0.5": 0.5},
-    "shift": {"full": 0.0, "shift_-1": -1.0, "shift_-2": -2.0, "shift_-4": -4.0},
+    "shift": {
+        "full": 0.0,
+        "shift_-1": -1.0,
+        "shift_-2": -2.0,
+        "shift_-4": -4.0,
+        "shift_+2": 2.0,
+        "shift_+4": 4.0,
+    },
 }
 SAMPLING_STEPS = (5, 10, 25, 50, 100, 200)
 PLOTTED = (
