@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import mean
+
+from lcmd_core.schedule import ShiftedCosineSchedule
 
 VARIANTS: dict[str, list[str]] = {
     "full": [],
@@ -45,6 +48,9 @@ VARIANTS: dict[str, list[str]] = {
     "shift_+4": ["diffusion.shift=4"],
     "scale_4": ["model.embed_scale=4"],
     "scale_4_shift_-2.8": ["model.embed_scale=4", "diffusion.shift=-2.77"],
+    "ce_1": ["diffusion.ce_weight=1"],
+    "ce_4": ["diffusion.ce_weight=4"],
+    "ce_1_importance": ["diffusion.ce_weight=1", "diffusion.time_sampling=importance"],
     "gate_5": ["model.output_prior_logsnr=5"],
     "gate_5_ce": ["model.output_prior_logsnr=5", "diffusion.ce_weight=1"],
     "importance": ["diffusion.time_sampling=importance"],
@@ -75,7 +81,13 @@ PLOTTED = (
     "quality/word_in_vocab",
     "quality/ngram_ppl",
 )
-DIAGNOSTICS = ("embed/mean_pairwise_dist", "embed/cov_trace", "embed/effective_rank", "acc_t0")
+DIAGNOSTICS = (
+    "embed/mean_pairwise_dist",
+    "embed/cov_trace",
+    "embed/effective_rank",
+    "embed/mean_nn_dist",
+    "acc_t0",
+)
 
 
 def lcmd(*args: str, log: Path) -> None:
@@ -151,6 +163,7 @@ def one_run(args: argparse.Namespace, data: Path, variant: str, seed: int) -> di
         "overrides": VARIANTS[variant],
         "steps": args.steps,
         "train_steps": steps,
+        "shift": config["diffusion"]["shift"],
         # network forward-pass equivalents over training, per sequence of the global batch
         "train_passes": round(steps * config["train"]["global_batch_size"] * passes),
         "train_s": round(trained - started, 1),
@@ -267,6 +280,8 @@ def table(results: list[dict]) -> str:
         "train steps",
         *[k.split("/")[-1] for k in keys],
         *[k.split("/")[-1] for k in finals],
+        "λ at d′ = 2",
+        "t at lower noise",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant in variants:
@@ -278,11 +293,23 @@ def table(results: list[dict]) -> str:
         ]
         columns = [[r["metrics"].get(k) for r in rows] for k in keys]
         columns += [[r["diagnostics"][-1].get(k) for r in rows] for k in finals]
+        columns += list(map(list, zip(*(distinguishable(r) for r in rows), strict=True)))
         for column in columns:
             found = [v for v in column if v is not None]
             cells.append(cell(found))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def distinguishable(record: dict) -> tuple[float | None, float | None]:
+    """The log-SNR at which a row and its nearest neighbour are two noise standard deviations
+    apart (d′ = e^{λ/2} d_nn = 2, from the last logged mean nearest-neighbour distance), and the
+    share of training times t at lower noise than that (the default log-SNR range)."""
+    nn = record["diagnostics"][-1].get("embed/mean_nn_dist") if record["diagnostics"] else None
+    if not nn or "shift" not in record:
+        return None, None
+    lam = 2.0 * math.log(2.0 / nn)
+    return lam, float(ShiftedCosineSchedule(record["shift"]).t_from_log_snr(lam))
 
 
 def _pyplot():

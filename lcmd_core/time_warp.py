@@ -20,7 +20,8 @@ class TimeWarp(nn.Module):
     """Proposal q(t) on [0, 1]: `sample` maps uniforms to times, `density` gives q(t), `update`
     folds a batch of (t, loss) into the running per-bin loss (an EMA with `decay`).
 
-    The running loss is a float64 buffer, so it is saved in checkpoints and copied by the EMA.
+    The running loss is a buffer (float64, arithmetic in float64 whatever its dtype), so it is
+    saved in checkpoints and copied by the EMA.
     Under torch.distributed every rank applies the same update (batch sums are all-reduced).
     """
 
@@ -40,14 +41,15 @@ class TimeWarp(nn.Module):
 
     def masses(self) -> Tensor:
         """FloatTensor[bins] (float64): the probability of each bin, summing to 1."""
-        loss = self.bin_loss.clamp_min(0.0)
+        loss = self.bin_loss.double().clamp_min(0.0)
         total = loss.sum()
         fitted = loss / total if total > 0 else torch.full_like(loss, 1.0 / self.bins)
         return (1.0 - self.uniform_mix) * fitted + self.uniform_mix / self.bins
 
     def cdf(self) -> Tensor:
         """FloatTensor[bins + 1] (float64): the CDF at the bin edges, 0 … 1, non-decreasing."""
-        edges = torch.cat([self.bin_loss.new_zeros(1), self.masses().cumsum(0)])
+        masses = self.masses()
+        edges = torch.cat([masses.new_zeros(1), masses.cumsum(0)])
         return edges / edges[-1]
 
     def _bin(self, t: Tensor) -> Tensor:
@@ -70,15 +72,17 @@ class TimeWarp(nn.Module):
         """Fold per-sample losses (FloatTensor[B], any sign: |ℓ| is used) at times t[B] in; the
         first update sets every bin to the batch's mean (the proposal starts uniform)."""
         index = self._bin(t)
-        sums = torch.zeros_like(self.bin_loss).index_add_(0, index, loss.detach().abs().double())
-        counts = torch.zeros_like(self.bin_loss).index_add_(0, index, torch.ones_like(sums[index]))
+        zeros = torch.zeros(self.bins, dtype=torch.float64, device=self.bin_loss.device)
+        sums = zeros.index_add(0, index, loss.detach().abs().double())
+        counts = zeros.index_add(0, index, torch.ones_like(sums[index]))
         if dist.is_available() and dist.is_initialized():
             both = torch.stack([sums, counts])
             dist.all_reduce(both)
             sums, counts = both[0], both[1]
+        running = self.bin_loss.double()
         if self.updates == 0:
-            self.bin_loss.fill_(float(sums.sum() / counts.sum().clamp_min(1.0)))
+            running.fill_(float(sums.sum() / counts.sum().clamp_min(1.0)))
         seen = counts > 0
-        mean = sums[seen] / counts[seen]
-        self.bin_loss[seen] = self.decay * self.bin_loss[seen] + (1.0 - self.decay) * mean
+        running[seen] = self.decay * running[seen] + (1.0 - self.decay) * sums[seen] / counts[seen]
+        self.bin_loss.copy_(running)
         self.updates += 1

@@ -53,6 +53,28 @@ def test_table_averages_seeds_and_reports_half_range(tmp_path: Path) -> None:
     assert done.returncode == 0 and "| no_cm | 1 |" in done.stdout
 
 
+def test_distinguishable_log_snr_follows_the_table_and_the_shift() -> None:
+    """d′ = e^{λ/2} d_nn = 2: d_nn = 1 gives λ = 2 log 2; rows twice as far apart need 2 log 4
+    less; a positive shift puts more training time at lower noise than that."""
+    import math
+
+    from lcmd_core.schedule import ShiftedCosineSchedule
+
+    ablations = load_script()
+    rec = record("full", 0, 70.0, 1.8)
+    assert ablations.distinguishable(rec) == (None, None)  # no shift or distance recorded
+    rec["shift"], rec["diagnostics"][-1]["embed/mean_nn_dist"] = 0.0, 1.0
+    lam, share = ablations.distinguishable(rec)
+    assert math.isclose(lam, 2 * math.log(2))
+    assert math.isclose(share, float(ShiftedCosineSchedule(0.0).t_from_log_snr(lam)))
+    rec["diagnostics"][-1]["embed/mean_nn_dist"] = 2.0
+    assert math.isclose(ablations.distinguishable(rec)[0], 0.0, abs_tol=1e-12)
+    rec["shift"] = 2.0
+    assert ablations.distinguishable(rec)[1] > share
+    line = ablations.table([rec]).splitlines()[2]
+    assert line.endswith(f"| {0.0:.3g} | {ablations.distinguishable(rec)[1]:.3g} |")
+
+
 def test_every_variant_override_is_a_valid_config_key() -> None:
     from lcmd_core.config import resolve_config
 

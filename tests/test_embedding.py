@@ -14,6 +14,26 @@ def test_normalised_rows(norm, expected):
     assert torch.allclose(emb.weight.norm(dim=-1), torch.full((10,), expected), atol=1e-5)
 
 
+@pytest.mark.parametrize(("norm", "unit"), [("l2", 1.0), ("l2_scaled", 4.0)])
+@pytest.mark.parametrize("scale", [0.25, 3.0])
+def test_scale_sets_the_fixed_norm_of_normalised_rows(norm, unit, scale):
+    emb = TokenEmbedding(10, 16, norm=norm, scale=scale)
+    assert torch.allclose(emb.weight.norm(dim=-1), torch.full((10,), scale * unit), atol=1e-5)
+
+
+def test_scale_sets_the_initial_norm_and_the_table_stays_free():
+    torch.manual_seed(0)
+    plain, scaled = TokenEmbedding(2000, 64), TokenEmbedding(2000, 64, scale=5.0)
+    assert abs(float(plain.weight.norm(dim=-1).mean()) - 1.0) < 0.02
+    assert abs(float(scaled.weight.norm(dim=-1).mean()) - 5.0) < 0.1
+    assert scaled.weight is scaled.table  # not renormalised: training may change the norm
+
+
+def test_bad_scale_is_refused():
+    with pytest.raises(ValueError, match="embed_scale"):
+        TokenEmbedding(4, 4, scale=0.0)
+
+
 def test_frozen_table_gets_no_gradient_but_mask_vector_does():
     emb = TokenEmbedding(5, 4, frozen=True)
     assert not emb.table.requires_grad and emb.mask_vector.requires_grad

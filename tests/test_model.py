@@ -1,6 +1,7 @@
 """LCMD end to end: input checks, loss terms, and that a tiny model really learns."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from lcmd_core import EMA, LCMD, build_model
 from lcmd_core.codec import TokenSpec
 from lcmd_core.config import DiffusionConfig, ModelConfig
 from lcmd_core.denoiser import Denoiser, sincos_positions
+from lcmd_core.schedule import alpha_sigma_from_log_snr
 
 TINY = {"width": 32, "depth": 1, "heads": 2, "embed_dim": 8}
 
@@ -24,13 +26,26 @@ TINY = {"width": 32, "depth": 1, "heads": 2, "embed_dim": 8}
     tok_dtype=st.sampled_from([torch.int64, torch.int32, torch.uint8]),
     loss=st.sampled_from(["lcmd", "ce_only"]),
     training=st.booleans(),
+    extra=st.sampled_from(
+        [
+            {},
+            {"ce_weight": 1.0, "output_prior_logsnr": 4.0},
+            {"time_sampling": "importance", "embed_scale": 4.0},
+        ]
+    ),
 )
-def test_loss_terms_finite_and_non_negative(vocab, length, batch, dtype, tok_dtype, loss, training):
+def test_loss_terms_finite_and_non_negative(
+    vocab, length, batch, dtype, tok_dtype, loss, training, extra
+):
     torch.manual_seed(vocab * 31 + length)
-    model = LCMD(vocab, length, loss=loss, drop_prob=0.3, **TINY).to(dtype).train(training)
+    if loss == "ce_only":
+        extra = {k: v for k, v in extra.items() if k != "time_sampling"}
+    model = LCMD(vocab, length, loss=loss, drop_prob=0.3, **TINY, **extra)
+    model = model.to(dtype).train(training)
     tokens = torch.randint(0, min(vocab, 255), (batch, length)).to(tok_dtype)
     out = model.loss(tokens)
-    for key in ("total", "diffusion", "reconstruction", "prior", "consistency", "dropped_ce"):
+    for key in ("total", "diffusion", "reconstruction", "prior", "consistency", "dropped_ce",
+                "noisy_ce"):  # fmt: skip
         assert torch.isfinite(out[key]), key
         assert out[key] >= -1e-6, key
     assert torch.isfinite(out["bits_per_token"])
@@ -44,6 +59,61 @@ def test_initial_loss_is_moderate_thanks_to_bayes_readout():
     with_readout = LCMD(256, 49, **TINY).loss(tokens)["total"]
     without = LCMD(256, 49, output_prior=False, **TINY).loss(tokens)["total"]
     assert with_readout < 50 < without
+
+
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+@pytest.mark.parametrize("lam", [-4.0, 0.0, 6.0])
+def test_network_input_has_unit_variance_at_any_embedding_scale(scale, lam):
+    """The denoiser sees z_t rescaled by the table's own per-dimension variance."""
+    torch.manual_seed(0)
+    model = LCMD(64, 16, embed_scale=scale, **TINY)
+    seen = {}
+    model.denoiser.register_forward_hook(lambda m, args, out: seen.update(x=args[0].detach()))
+    tokens = torch.randint(0, 64, (256, 16))
+    log_snr = torch.full((256,), lam)
+    alpha, sigma = alpha_sigma_from_log_snr(log_snr)
+    e = model.embedding(tokens)
+    z = alpha[:, None, None] * e + sigma[:, None, None] * torch.randn_like(e)
+    model.denoise(z, log_snr)
+    assert abs(float(seen["x"].pow(2).mean()) - 1.0) < 0.1
+
+
+def test_readout_gate_follows_the_effective_log_snr():
+    torch.manual_seed(0)
+    plain = LCMD(12, 5, **TINY)
+    assert plain.readout_gate(torch.zeros(2)) is None
+    lam = torch.tensor([-30.0, 0.0, 30.0])
+    for scale in (1.0, 4.0):
+        model = LCMD(12, 5, embed_scale=scale, embed_norm="l2", output_prior_logsnr=3.0, **TINY)
+        gate = model.readout_gate(lam)
+        # λ_eff = λ + log ‖E‖² = λ + 2 log s: the gate moves with the table's scale
+        expected = torch.sigmoid(lam + 2 * math.log(scale) - 3.0)
+        assert torch.allclose(gate, expected, atol=1e-6)
+    # far above the centre the logits are the network's plus the whole readout, far below the
+    # network's alone
+    model = LCMD(12, 5, output_prior_logsnr=3.0, **TINY)
+    with torch.no_grad():
+        model.denoiser.out.weight.normal_()
+    z = torch.randn(3, 5, TINY["embed_dim"])
+    gated = model.denoise(z, lam)
+    model.model_config.output_prior_logsnr = None
+    full = model.denoise(z, lam)
+    model.model_config.output_prior = False
+    network = model.denoise(z, lam)
+    assert torch.allclose(gated[2], full[2]) and torch.allclose(gated[0], network[0], atol=1e-5)
+    assert not torch.allclose(gated[1], full[1]) and not torch.allclose(gated[1], network[1])
+
+
+def test_ce_weight_adds_the_cross_entropy_at_t_of_kept_positions():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 10, (8, 6))
+    base = LCMD(10, 6, drop_prob=0.5, **TINY)
+    weighted = LCMD(10, 6, drop_prob=0.5, ce_weight=2.0, **TINY)
+    weighted.load_state_dict(base.state_dict())
+    a = base.loss(tokens, generator=torch.Generator().manual_seed(1))
+    b = weighted.loss(tokens, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(b["total"], a["total"] + 2.0 * a["noisy_ce"].mean())
+    assert bool((a["noisy_ce"] > 0).all())
 
 
 def test_eval_mode_has_no_dropping_and_no_cm():
