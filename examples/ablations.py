@@ -51,6 +51,12 @@ VARIANTS: dict[str, list[str]] = {
     "ce_1": ["diffusion.ce_weight=1"],
     "ce_4": ["diffusion.ce_weight=4"],
     "ce_1_importance": ["diffusion.ce_weight=1", "diffusion.time_sampling=importance"],
+    "shift_+2_ce_4": ["diffusion.shift=2", "diffusion.ce_weight=4"],
+    "shift_+2_ce_4_importance": [
+        "diffusion.shift=2",
+        "diffusion.ce_weight=4",
+        "diffusion.time_sampling=importance",
+    ],
     "gate_5": ["model.output_prior_logsnr=5"],
     "gate_5_ce": ["model.output_prior_logsnr=5", "diffusion.ce_weight=1"],
     "importance": ["diffusion.time_sampling=importance"],

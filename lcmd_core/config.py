@@ -343,6 +343,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _without(config: dict[str, Any], names: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """`config` less the options `names` lists per section."""
+    return {
+        section: (
+            {k: v for k, v in values.items() if k not in names.get(section, ())}
+            if isinstance(values, dict)
+            else values
+        )
+        for section, values in config.items()
+    }
+
+
 def resolve_config(
     *,
     preset: dict[str, Any] | None = None,
@@ -350,13 +362,20 @@ def resolve_config(
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults ← preset ← config file ← `--set` overrides, validated once at the end."""
+    """Defaults ← preset ← config file ← `--set` overrides, validated once at the end.
+
+    A preset's settings for the continuous process only (a shift, a CE weight) are dropped when
+    the file or the overrides choose `diffusion.process=masked`: a preset tunes LCMD, and the
+    masked process on it keeps the preset's network and training.
+    """
     data: dict[str, Any] = dict(base or {})
+    later = {} if file is None else load_config_file(file)
+    later = apply_overrides(later, list(overrides or []))
     if preset:
+        if later.get("diffusion", {}).get("process") == "masked":
+            preset = _without(preset, CONTINUOUS_ONLY)
         data = deep_merge(data, preset)
-    if file is not None:
-        data = deep_merge(data, load_config_file(file))
-    data = apply_overrides(data, list(overrides or []))
+    data = deep_merge(data, later)
     try:
         json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as err:

@@ -89,3 +89,13 @@ def test_override_edge_cases():
     ):
         with pytest.raises(ConfigError):
             resolve_config(overrides=[bad])
+
+
+def test_masked_run_drops_the_presets_continuous_settings_but_not_the_users():
+    preset = {"diffusion": {"shift": 2.0, "ce_weight": 4.0}, "model": {"width": 48}}
+    cfg = resolve_config(preset=preset, overrides=["diffusion.process=masked"])
+    assert cfg.diffusion.shift == 0.0 and cfg.diffusion.ce_weight == 0.0
+    assert cfg.model.width == 48  # the preset's network stays
+    assert resolve_config(preset=preset).diffusion.shift == 2.0
+    with pytest.raises(ConfigError, match="shift"):
+        resolve_config(preset=preset, overrides=["diffusion.process=masked", "diffusion.shift=1"])

@@ -61,9 +61,13 @@ def losses(run_dir):
 PROCESSES = pytest.mark.parametrize("process", ["continuous", "masked"])
 
 
-@PROCESSES
+# the importance-sampling proposal is state too: a buffer fitted over training
+@pytest.mark.parametrize(
+    "process", ["continuous", "masked", "continuous diffusion.time_sampling=importance"]
+)
 def test_resume_reproduces_uninterrupted_run(tmp_path, shards, monkeypatch, process):
-    extra = ("train.max_steps=12", f"diffusion.process={process}")
+    process, *options = process.split()
+    extra = ("train.max_steps=12", f"diffusion.process={process}", *options)
     make(tmp_path, shards, "full", *extra).fit()
 
     original = Trainer._train_step
