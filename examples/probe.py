@@ -1,6 +1,7 @@
 """What a trained continuous (LCMD) run has learned, noise level by noise level.
 
     python examples/probe.py RUN [RUN ...] [--split valid] [--sequences 256] [--json OUT]
+    python examples/probe.py RUN [RUN ...] --loss-variance 60 [--json OUT]
 
 For each log-SNR λ on a grid, the held-out cross-entropy (bits/token) of the run's EMA model
 given z_λ, next to two context-free references computed with the same table: the unigram alone
@@ -11,6 +12,12 @@ latent says. The last column is the readout alone at the model's own gate (what 
 readout contributes). Also printed: the log-SNR at which a token and its nearest neighbour in
 the table are two noise standard deviations apart (d′ = 2), and the share of training times t
 that lie at lower noise than that.
+
+`--loss-variance N` instead compares, for runs trained with `diffusion.time_sampling=importance`,
+the training-mode loss estimate over N held-out batches (the run's micro-batch size) with t drawn
+uniformly and from the run's fitted proposal, at fixed weights: mean and standard deviation of
+the ELBO estimate (`bits_per_token`) and of the total loss. Both draws use the same batches and
+seeds.
 """
 
 from __future__ import annotations
@@ -91,6 +98,34 @@ def probe(run_dir: Path, split: str, sequences: int, seed: int) -> dict:
     }
 
 
+@torch.no_grad()
+def loss_variance(run_dir: Path, split: str, batches: int) -> dict:
+    run = load_run(run_dir)
+    model = run.model.train()
+    warp = getattr(model, "time_warp", None)
+    if warp is None:
+        raise SystemExit(f"probe.py: {run_dir} was not trained with time_sampling=importance")
+    warp.decay = 1.0 - 1e-12  # keep the fitted proposal fixed while measuring
+    shards = Path(run.config.data.shards) if run.config.data.shards else run.run_dir.shards_dir
+    held = TokenDataset(shards, split)
+    size = run.config.train.micro_batch_size or run.config.train.global_batch_size
+    result: dict = {"run": str(run_dir), "split": split, "batches": batches, "batch": size}
+    for name, proposal in (("uniform", None), ("importance", warp)):
+        model.time_warp = proposal
+        found: dict[str, list[float]] = {"bits_per_token": [], "total": []}
+        for i in range(batches):
+            idx = torch.arange(size * i, size * (i + 1)) % len(held)
+            labels = held.labels(idx) if model.num_classes else None
+            out = model.loss(held.tokens(idx), labels, generator=torch.Generator().manual_seed(i))
+            for key, values in found.items():
+                values.append(float(out[key].mean()))
+        result[name] = {
+            key: {"mean": float(torch.tensor(v).mean()), "std": float(torch.tensor(v).std())}
+            for key, v in found.items()
+        }
+    return result
+
+
 def table(result: dict) -> str:
     lines = [
         f"{result['run']} (step {result['step']}, {result['sequences']} {result['split']} "
@@ -112,7 +147,14 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--loss-variance", type=int, metavar="N", help="see above")
     args = parser.parse_args()
+    if args.loss_variance:
+        results = [loss_variance(run, args.split, args.loss_variance) for run in args.runs]
+        print(json.dumps(results, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n")
+        return
     results = [probe(run, args.split, args.sequences, args.seed) for run in args.runs]
     for result in results:
         print(table(result), end="\n\n")

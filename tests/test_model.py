@@ -312,3 +312,25 @@ def test_bf16_autocast_keeps_losses_float32_and_finite():
         assert out[key].dtype == torch.float32 and torch.isfinite(out[key]), key
     out["total"].backward()
     assert samples.shape == (2, 6)
+
+
+def memorise(steps: int, **options) -> float:
+    """examples/toy_memorise.py's protocol: lr 2e-3 on every parameter, no EMA, 64 samples."""
+    torch.manual_seed(0)
+    data = torch.randint(0, K, (N_SEQ, L), generator=torch.Generator().manual_seed(1))
+    model = LCMD(K, L, width=64, depth=2, heads=2, embed_dim=16, **options)
+    opt = torch.optim.AdamW(model.param_groups(2e-3, 2e-3, 0.0))
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(steps):
+        loss = model.loss(data[torch.randint(0, N_SEQ, (32,), generator=gen)])["total"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    samples = model.eval().sample(64, steps=50, seed=0)
+    return float((samples[:, None, :] == data[None]).all(-1).any(-1).float().mean())
+
+
+def test_readout_gate_memorises_the_toy_in_400_steps():
+    """Measured (seeds 0/1): 0.86/0.89 with the gate at c = 5, 0.28/0.25 without."""
+    assert memorise(400, output_prior_logsnr=5.0) >= 0.8
