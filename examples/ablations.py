@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import mean
 
+from lcmd_core.embedding import distinguishable_log_snr
 from lcmd_core.schedule import ShiftedCosineSchedule
 
 VARIANTS: dict[str, list[str]] = {
@@ -314,7 +314,7 @@ def distinguishable(record: dict) -> tuple[float | None, float | None]:
     nn = record["diagnostics"][-1].get("embed/mean_nn_dist") if record["diagnostics"] else None
     if not nn or "shift" not in record:
         return None, None
-    lam = 2.0 * math.log(2.0 / nn)
+    lam = distinguishable_log_snr(nn)
     return lam, float(ShiftedCosineSchedule(record["shift"]).t_from_log_snr(lam))
 
 

@@ -31,19 +31,19 @@ import torch
 import torch.nn.functional as F
 
 from lcmd_core import load_run
+from lcmd_core.embedding import collapse_diagnostics, distinguishable_log_snr
 from lcmd_core.model import LCMD
 from lcmd_core.objective import bayes_readout
 from lcmd_core.schedule import alpha_sigma_from_log_snr
 from lcmd_core.shards import TokenDataset
+from lcmd_core.trainer import Run
 
 LOG_SNRS = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0, 10.0)
 
 
-def distinguishable_log_snr(table: torch.Tensor) -> float:
-    """λ at which the rows' mean nearest-neighbour distance d is two noise std: e^{λ/2} d = 2."""
-    dist = torch.cdist(table.double(), table.double())
-    dist.fill_diagonal_(float("inf"))
-    return 2.0 * math.log(2.0 / float(dist.min(dim=1).values.mean()))
+def shards_dir(run: Run) -> Path:
+    """The run's token shards: `data.shards` or its own `shards/`."""
+    return Path(run.config.data.shards) if run.config.data.shards else run.run_dir.shards_dir
 
 
 @torch.no_grad()
@@ -52,8 +52,7 @@ def probe(run_dir: Path, split: str, sequences: int, seed: int) -> dict:
     model = run.model
     if not isinstance(model, LCMD):
         raise SystemExit(f"probe.py: {run_dir} is a {model.process} run; the probe reads LCMD runs")
-    shards = Path(run.config.data.shards) if run.config.data.shards else run.run_dir.shards_dir
-    train, held = TokenDataset(shards, "train"), TokenDataset(shards, split)
+    train, held = TokenDataset(shards_dir(run), "train"), TokenDataset(shards_dir(run), split)
     counts = torch.bincount(
         train.tokens(torch.arange(len(train))).flatten(), minlength=model.vocab_size
     )
@@ -85,7 +84,7 @@ def probe(run_dir: Path, split: str, sequences: int, seed: int) -> dict:
                 "readout_unigram": bits(readout + log_prior),
             }
         )
-    lam_d2 = distinguishable_log_snr(table)
+    lam_d2 = distinguishable_log_snr(collapse_diagnostics(table)["mean_nn_dist"])
     share = float(model.schedule.t_from_log_snr(torch.tensor(lam_d2, dtype=torch.float64)))
     return {
         "run": str(run_dir),
@@ -106,8 +105,7 @@ def loss_variance(run_dir: Path, split: str, batches: int) -> dict:
     if warp is None:
         raise SystemExit(f"probe.py: {run_dir} was not trained with time_sampling=importance")
     warp.decay = 1.0 - 1e-12  # keep the fitted proposal fixed while measuring
-    shards = Path(run.config.data.shards) if run.config.data.shards else run.run_dir.shards_dir
-    held = TokenDataset(shards, split)
+    held = TokenDataset(shards_dir(run), split)
     size = run.config.train.micro_batch_size or run.config.train.global_batch_size
     result: dict = {"run": str(run_dir), "split": split, "batches": batches, "batch": size}
     for name, proposal in (("uniform", None), ("importance", warp)):

@@ -61,6 +61,12 @@ class TokenEmbedding(nn.Module):
         return collapse_diagnostics(self.weight.detach().float())
 
 
+def distinguishable_log_snr(nn_dist: float) -> float:
+    """The log-SNR λ at which rows `nn_dist` apart are two noise standard deviations apart:
+    e^{λ/2} · nn_dist = 2 (d′ = 2), so λ = 2 log(2 / nn_dist)."""
+    return 2.0 * math.log(2.0 / nn_dist)
+
+
 def collapse_diagnostics(table: Tensor, max_rows: int = 2048) -> dict[str, float]:
     """Spread of an embedding table E: FloatTensor[K, D].
 
