@@ -50,6 +50,10 @@ VARIANTS: dict[str, list[str]] = {
     "scale_4_shift_-2.8": ["model.embed_scale=4", "diffusion.shift=-2.77"],
     "ce_1": ["diffusion.ce_weight=1"],
     "ce_4": ["diffusion.ce_weight=4"],
+    "ce_4_no_cm": ["diffusion.ce_weight=4", "diffusion.cm_weight=0"],
+    "ce_4_ddim": ["diffusion.ce_weight=4", "diffusion.cm_target=ddim"],
+    "ce_4_delta": ["diffusion.ce_weight=4", "diffusion.cm_pairs=delta"],
+    "ce_4_l2_scale_2": ["diffusion.ce_weight=4", "model.embed_norm=l2", "model.embed_scale=2"],
     "ce_1_importance": ["diffusion.ce_weight=1", "diffusion.time_sampling=importance"],
     "shift_+2_ce_4": ["diffusion.shift=2", "diffusion.ce_weight=4"],
     "shift_+2_ce_4_importance": [
