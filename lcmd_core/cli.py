@@ -353,7 +353,7 @@ def _plugins(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         for dataset in info["datasets"]:
             label = f"{dataset['name']} (default)" if dataset["default"] else dataset["name"]
             _add_text_row(table, name, "dataset", label, dataset["description"])
-        for kind in ("preset", "metric"):
+        for kind in ("preset", "metric", "backbone"):
             for entry in info[f"{kind}s"]:
                 _add_text_row(table, name, kind, entry["name"], entry["description"])
     Console().print(table)
@@ -393,6 +393,10 @@ def _describe(plugin: Plugin) -> dict[str, Any]:
         ],
         "metrics": [
             {"name": info.name, "description": info.description} for info in plugin.metrics.values()
+        ],
+        "backbones": [
+            {"name": name, "description": (inspect.getdoc(factory) or "").partition("\n")[0]}
+            for name, factory in plugin.backbones.items()
         ],
     }
 

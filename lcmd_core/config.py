@@ -48,6 +48,12 @@ class ModelConfig(_Strict):
     )
     self_condition: bool = False
     attention: Literal["auto", "xformers", "sdpa", "math"] = "auto"
+    backbone: str = Field(
+        "dit",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
+        description="the denoiser network: dit (the built-in DiT-style transformer) or one a "
+        "plugin registers (`lcmd plugins` lists them)",
+    )
 
 
 class DiffusionConfig(_Strict):

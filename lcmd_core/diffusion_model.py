@@ -11,13 +11,14 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import pluggy
 import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
+from .backbone import BackboneSpec, build_backbone, check_logits, describe
 from .codec import check_positions
 from .config import DiffusionConfig, ModelConfig, check_process_options
-from .denoiser import Denoiser
 
 
 def _split_overrides(
@@ -59,6 +60,7 @@ class DiffusionModel(nn.Module):
         size: str = "tiny",
         token_shape: tuple[int, ...] | None = None,
         positions: Sequence[Sequence[int]] | None = None,
+        plugins: pluggy.PluginManager | None = None,
         **overrides: Any,
     ):
         super().__init__()
@@ -85,23 +87,27 @@ class DiffusionModel(nn.Module):
         self.token_shape = token_shape
         self.positions = None if positions is None else check_positions(positions, seq_len)
         self._build_inputs()  # before the network: the init order fixes the random draws
-        mc = self.model_config
-        self.denoiser = Denoiser(
-            vocab_size,
-            mc.embed_dim,
-            token_shape,
-            num_classes=num_classes,
-            size=mc.size,
-            width=mc.width,
-            depth=mc.depth,
-            heads=mc.heads,
-            mlp_ratio=mc.mlp_ratio,
-            dropout=mc.dropout,
-            pos_encoding=mc.pos_encoding,
+        spec = BackboneSpec(
+            vocab_size=vocab_size,
+            embed_dim=self.model_config.embed_dim,
+            token_shape=token_shape,
             positions=self.positions,
-            self_condition=mc.self_condition,
-            attention_backend=mc.attention,
+            num_classes=num_classes,
+            model=self.model_config,
         )
+        self.denoiser, self.backbone_owner = build_backbone(spec, plugins)
+
+    def network(
+        self,
+        net_in: Tensor,
+        log_snr: Tensor,
+        labels: Tensor | None,
+        self_cond: Tensor | None,
+    ) -> Tensor:
+        """The backbone's logits[B, L, K] (float32), its shape checked."""
+        logits = self.denoiser(net_in, log_snr, labels, self_cond)
+        expected = (net_in.shape[0], self.seq_len, self.vocab_size)
+        return check_logits(logits, expected, self.model_config.backbone, self.backbone_owner)
 
     def _build_inputs(self) -> None:
         raise NotImplementedError
@@ -118,10 +124,14 @@ class DiffusionModel(nn.Module):
             **self.diffusion_config.model_dump(),
         }
 
+    def describe_network(self, device: torch.device) -> str:
+        """The backbone as the run log names it."""
+        return describe(self.denoiser, self.model_config.backbone, self.backbone_owner, device)
+
     @property
     def device(self) -> torch.device:
         """Device of the parameters."""
-        return self.denoiser.out.weight.device
+        return self.embedding.weight.device
 
     # ----------------------------------------------------------------------------- validation
     def _check_tokens(self, tokens: Tensor, name: str = "tokens") -> Tensor:
@@ -219,7 +229,7 @@ class DiffusionModel(nn.Module):
         if not self.num_classes:
             return None
         device = self.device
-        null = torch.full((rows,), self.denoiser.null_class, device=device)
+        null = torch.full((rows,), self.num_classes, device=device)
         if labels is None:
             return null
         dropout = self.diffusion_config.label_dropout

@@ -50,3 +50,15 @@ def lcmd_register_metrics(register: Callable[..., None]) -> None:
     `info.compute(samples, references, codec) -> dict[str, float]` scores decoded sample items
     against reference items of the data set.
     """
+
+
+@hookspec
+def lcmd_register_backbones(register: Callable[..., None]) -> None:
+    """Register denoiser networks: `register(name: str, factory)`; `model.backbone` selects one.
+
+    `factory(spec: BackboneSpec) -> torch.nn.Module` (from `lcmd_core.backbone`) builds the
+    network for the run's tokens and model options. Its `forward(z, log_snr, labels, self_cond)`
+    maps z[B, L, D] (already input-scaled), λ[B], labels[B] or None (id `spec.num_classes` is the
+    null class) and self-conditioning [B, L, D] or None to logits[B, L, spec.vocab_size]. Check
+    it with `lcmd_core.testing.check_backbone`.
+    """

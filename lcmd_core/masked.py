@@ -39,7 +39,7 @@ class MaskedDiffusion(DiffusionModel):
         """Logits[B, L, K] (float32) over the real tokens for noisy[B, L] (mask id = K)."""
         net_in = self.embedding(noisy)
         no_time = torch.zeros(noisy.shape[0], device=noisy.device)
-        return self.denoiser(net_in, no_time, labels, self_cond).float()
+        return self.network(net_in, no_time, labels, self_cond).float()
 
     def predicted_embedding(self, logits: Tensor, noisy: Tensor) -> Tensor:
         """Self-conditioning input [B, L, D]: softmax(ℓ) E at masked positions, the token's own
@@ -118,7 +118,7 @@ class MaskedDiffusion(DiffusionModel):
             guidance=guidance,
             temperature=temperature,
             labels=labels,
-            null_label=self.denoiser.null_class if self.num_classes else None,
+            null_label=self.num_classes if self.num_classes else None,
             known=known,
             self_condition=self.predicted_embedding if self.model_config.self_condition else None,
             generator=generator,

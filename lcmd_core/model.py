@@ -64,7 +64,7 @@ class LCMD(DiffusionModel):
         net_in = z * scale
         if dropped is not None:
             net_in = torch.where(dropped[..., None], self.embedding.mask_vector.to(z.dtype), net_in)
-        logits = self.denoiser(net_in, log_snr, labels, self_cond).float()
+        logits = self.network(net_in, log_snr, labels, self_cond).float()
         if self.model_config.output_prior:
             keep = None if dropped is None else ~dropped
             with torch.autocast(z.device.type, enabled=False):
@@ -256,7 +256,7 @@ class LCMD(DiffusionModel):
             num_samples,
             self.seq_len,
             labels=labels,
-            null_label=self.denoiser.null_class if self.num_classes else None,
+            null_label=self.num_classes if self.num_classes else None,
             known=known,
             self_condition=self.model_config.self_condition,
             generator=generator,

@@ -27,11 +27,13 @@ ENTRY_POINT_GROUP = "lcmd"
 LOAD_PLUGINS_ENV = "LCMD_LOAD_PLUGINS"
 
 CodecFactory = Callable[[dict[str, Any]], "Codec"]
+BackboneFactory = Callable[..., Any]  # (BackboneSpec) -> torch.nn.Module, see lcmd_core.backbone
 _HOOKS = (
     "lcmd_register_codecs",
     "lcmd_register_datasets",
     "lcmd_register_presets",
     "lcmd_register_metrics",
+    "lcmd_register_backbones",
 )
 _CODEC_MEMBERS = (
     "name",
@@ -152,6 +154,7 @@ class Plugin:
     datasets: dict[str, DatasetInfo] = field(default_factory=dict)
     presets: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
     metrics: dict[str, MetricInfo] = field(default_factory=dict)
+    backbones: dict[str, BackboneFactory] = field(default_factory=dict)
     default_dataset: str | None = None
 
     def codec(self, name: str, options: dict[str, Any] | None = None) -> Codec:
@@ -281,11 +284,17 @@ def _registrar(plugin: Plugin, hook: str) -> Callable[..., None]:
             raise PluginError(f"plugin {plugin.name!r}: register a MetricInfo, got {info!r}")
         plugin.metrics[check_new("metric", info.name, plugin.metrics)] = info
 
+    def register_backbone(name: str, factory: BackboneFactory) -> None:
+        if not callable(factory):
+            raise PluginError(f"plugin {plugin.name!r}: backbone {name!r} factory is not callable")
+        plugin.backbones[check_new("backbone", name, plugin.backbones)] = factory
+
     return {
         "lcmd_register_codecs": register_codec,
         "lcmd_register_datasets": register_dataset,
         "lcmd_register_presets": register_preset,
         "lcmd_register_metrics": register_metric,
+        "lcmd_register_backbones": register_backbone,
     }[hook]
 
 

@@ -1,11 +1,11 @@
 """Fully sharded data parallelism (`train.strategy=fsdp`, PyTorch's FSDP2 `fully_shard`).
 
-Each denoiser block and then the whole model (embeddings, input/output layers, the time and
-class layers) become FSDP units: every process keeps 1/N of each parameter, of its gradient and
-of its AdamW moments, and all-gathers a unit's weights only while it runs. The EMA shadow is
-sharded the same way, so its update is local. Gradients are summed, not averaged, over the
-processes, as `distributed.sum_gradients` does for the replicated strategy: the loss is already
-divided by the global number of micro-batches.
+Each block of the backbone (its `blocks`, when it has them) and then the whole model
+(embeddings, input/output layers, the time and class layers) become FSDP units: every process
+keeps 1/N of each parameter, of its gradient and of its AdamW moments, and all-gathers a unit's
+weights only while it runs. The EMA shadow is sharded the same way, so its update is local.
+Gradients are summed, not averaged, over the processes, as `distributed.sum_gradients` does for
+the replicated strategy: the loss is already divided by the global number of micro-batches.
 
 Checkpoints stay in the one-process format (full tensors, written by rank 0), so a run trained
 sharded resumes on one process and the other way round.
@@ -32,7 +32,7 @@ def shard(modules: list[nn.Module], device: torch.device, processes: int) -> Non
     """
     mesh = init_device_mesh(device.type, (processes,))
     for module in modules:
-        for block in module.denoiser.blocks:
+        for block in getattr(module.denoiser, "blocks", ()):
             _unit(block, mesh)
         _unit(module, mesh)
         for name in FORWARD_METHODS:

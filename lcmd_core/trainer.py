@@ -119,6 +119,7 @@ class Trainer:
             config.data.dataset = data
         if not config.data.plugin:
             raise TrainerError("no plugin given: pass --plugin NAME (see `lcmd plugins`)")
+        self.pm = pm
         self.plugin: Plugin = get_plugin(config.data.plugin, pm)
         config.data.dataset = self.plugin.dataset(config.data.dataset).name
         self.run = RunDir(run_dir or Path("runs") / f"{config.data.plugin}-{config.data.dataset}")
@@ -221,7 +222,7 @@ class Trainer:
     def _build(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.train.seed)
-        model = build_model(self.spec, cfg.model, cfg.diffusion).to(self.device)
+        model = build_model(self.spec, cfg.model, cfg.diffusion, self.pm).to(self.device)
         ema = EMA(model, cfg.optim.ema_decay)
         if self.sharded:  # the optimizer must see the sharded parameters
             sharding.shard([model, ema.module], self.device, self.world.size)
@@ -393,8 +394,8 @@ class Trainer:
         if self.world.size > 1:
             processes = f"{self.world.size} processes ({cfg.train.strategy}), "
         self._log(
-            f"{processes}{self.device.type}, {precision}, attention "
-            f"{self.model.denoiser.backend_for(self.device)}, "
+            f"{processes}{self.device.type}, {precision}, "
+            f"{self.model.describe_network(self.device)}, "
             f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters"
         )
 
@@ -452,7 +453,7 @@ class Trainer:
             return None
         copies = {}
         for name, state in states.items():
-            copy = build_model(self.spec, self.config.model, self.config.diffusion)
+            copy = build_model(self.spec, self.config.model, self.config.diffusion, self.pm)
             copy.load_state_dict(state)
             copies[name] = copy.to(self.device).requires_grad_(False)
         return copies
