@@ -21,6 +21,7 @@ from . import (
     bench_compile,
     bench_data,
     bench_gpu,
+    bench_graph,
     bench_masked,
     bench_memory,
     bench_sampling,
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Record]]] = {
     "scaling": bench_scaling.run,
     "compile": bench_compile.run,
     "collapse": toy_collapse.run,
+    "graph": bench_graph.run,
     "gpu": bench_gpu.run,
 }
 NEEDS_CUDA = {"gpu"}

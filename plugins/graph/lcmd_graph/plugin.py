@@ -144,6 +144,18 @@ def lcmd_register_presets(register: Callable[..., None]) -> None:
     register("sbm_spectre", SBM_SPECTRE, "SPECTRE SBM (20,100 tokens): DiT-S, GPU-sized")
 
 
+def _graph_transformer(spec: Any) -> Any:
+    """Node attention with edge features over adjacency cells (DiGress-style), O(N² · width)."""
+    from lcmd_graph.backbone import GraphTransformer
+
+    return GraphTransformer(spec)
+
+
+@hookimpl
+def lcmd_register_backbones(register: Callable[..., None]) -> None:
+    register("graph_transformer", _graph_transformer)
+
+
 @hookimpl
 def lcmd_register_metrics(register: Callable[..., None]) -> None:
     register(
