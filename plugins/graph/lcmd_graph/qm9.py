@@ -10,7 +10,7 @@ from DIR instead.
 the first 100,000 for train, the last int(0.1 · 133,885) = 13,388 for test and the 20,497
 between them for valid; the uncharacterised molecules are dropped afterwards. Row r of that
 table is GDB index r + 1, so the same permutation of the indices gives the same split here:
-97,732 / 20,042 / 13,057 molecules.
+97,734 / 20,042 / 13,055 molecules.
 
 Molecules become typed graphs (`lcmd_graph.molecules`): heavy atoms C, N, O, F with their formal
 charge, kekulised bonds.
