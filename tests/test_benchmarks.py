@@ -34,3 +34,10 @@ def test_every_benchmark_is_registered_by_its_module_name() -> None:
     modules = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
     modules -= {"__init__", "__main__", "common"}
     assert {fn.__module__.removeprefix("benchmarks.") for fn in BENCHMARKS.values()} == modules
+
+
+def test_graph_backbones_benchmark_times_both_backbones_in_quick_mode() -> None:
+    pytest.importorskip("lcmd_graph")
+    records = {r["metric"]: r for r in main(["--quick", "--only", "graph"])}
+    assert {"sbm/N16/dit/step_ms", "sbm/N16/graph_transformer/step_ms"} <= set(records)
+    assert records["sbm/N16/step_speedup_vs_dit"]["value"] > 0

@@ -8,6 +8,8 @@ the diagonal tokens and E to those of the others:
 - scores: s_ij = q_i·k_j/√d_h · (1 + a(E_ij)) + b(E_ij) per head, so node i attends over the
   nodes j through what the edge (i, j) holds; the scores and a symmetric product of node i's
   and node j's features update E_ij;
+- the sum of each node's edge features, Σ_j E_ij, enters the node update beside the attention
+  (softmax attention averages, so it cannot count bonds: valences and degrees need the sum);
 - adaLN-Zero conditioning of every node and edge sub-layer on λ and the class, as in the DiT;
 - fixed sin-cos encodings of the node index on X and of the index gap j − i on E (the codec's
   breadth-first order puts most edges near the diagonal).
@@ -86,6 +88,7 @@ class Cells(nn.Module):
         self.register_buffer("lower", cols * n + rows, persistent=False)  # flat (j, i)
         self.register_buffer("token_of", table.flatten(), persistent=False)  # [N²]
         self.register_buffer("diagonal", table.diagonal().clone(), persistent=False)  # [N]
+        self.register_buffer("on_diagonal", rows == cols, persistent=False)  # [L]
 
     def matrix(self, per_token: Tensor) -> Tensor:
         """[B, C, L] → the symmetric [B, C, N, N] (cells (i, j) and (j, i) share a token)."""
@@ -96,6 +99,13 @@ class Cells(nn.Module):
         """[B, C, N, N] → [B, C, L], the mean of cells (i, j) and (j, i)."""
         flat = matrix.flatten(2)
         return 0.5 * (flat.index_select(2, self.upper) + flat.index_select(2, self.lower))
+
+    def node_sums(self, per_token: Tensor) -> Tensor:
+        """[B, L, C] → [B, N, C]: for node i, the sum over the cells (i, j), j ≠ i (its edges)."""
+        b, _, c = per_token.shape
+        off = per_token * (~self.on_diagonal)[:, None].to(per_token.dtype)
+        out = per_token.new_zeros(b, self.nodes, c)
+        return out.index_add(1, self.rows, off).index_add(1, self.cols, off)
 
     def pairs(self, left: Tensor, right: Tensor) -> Tensor:
         """left, right [B, N, C] → [B, L, C]: left_i ⊙ right_j + left_j ⊙ right_i per cell."""
@@ -119,6 +129,7 @@ class GraphLayer(nn.Module):
         self.pair = nn.Linear(width, 2 * edge_width)  # node i, node j → edge (i, j)
         self.pair_norm = _norm(edge_width)  # a product of two projections: heavy-tailed
         self.node_out = nn.Linear(width, width)
+        self.edge_sum = nn.Linear(edge_width, width)  # Σ_j E_ij: degrees and valences
         self.edge_out = nn.Linear(edge_width + heads, edge_width)
         self.node_mlp = _mlp(width, mlp_ratio, dropout)
         self.edge_mlp = _mlp(edge_width, mlp_ratio / 2, dropout)
@@ -139,7 +150,8 @@ class GraphLayer(nn.Module):
         mul, add = film.chunk(2, 1)
         scores = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5 * (1 + mul) + add
         attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, w)
-        x = x + _gate(n_gate1, self.drop(self.node_out(attended)))
+        sums = self.edge_sum(cells.node_sums(he)) / cells.nodes
+        x = x + _gate(n_gate1, self.drop(self.node_out(attended) + sums))
         left, right = self.pair(h).chunk(2, -1)
         pairs = self.pair_norm(cells.pairs(left, right))
         update = torch.cat([pairs, cells.per_token(scores).transpose(1, 2)], -1)
@@ -166,7 +178,6 @@ class GraphTransformer(nn.Module):
         self.self_condition = mc.self_condition
         edge_width = max(8, width // 8)
         rows, cols = self.cells.rows, self.cells.cols
-        self.register_buffer("on_diagonal", rows == cols, persistent=False)
         nodes = torch.arange(self.cells.nodes).float()
         self.register_buffer("node_pos", sincos_1d(nodes, width), persistent=False)
         gap = (cols - rows).float()
@@ -216,7 +227,8 @@ class GraphTransformer(nn.Module):
         e_shift, e_scale = self.edge_final_ada(cond).chunk(2, -1)
         node = self.node_logits(_mod(self.node_final(x), shift, scale))  # [B, N, K]
         edge = self.edge_logits(_mod(self.edge_final(e), e_shift, e_scale))  # [B, L, K]
-        return torch.where(self.on_diagonal[:, None], node.index_select(1, self.cells.rows), edge)
+        diagonal = self.cells.on_diagonal[:, None]
+        return torch.where(diagonal, node.index_select(1, self.cells.rows), edge)
 
 
 def _cells(spec: BackboneSpec) -> tuple[Tensor, Tensor]:
