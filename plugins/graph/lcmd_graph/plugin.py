@@ -55,11 +55,14 @@ PLANAR = {
     "train": {"max_steps": 400, "global_batch_size": 8, "checkpoint_every": 200},
     "sample": {"steps": 25, "num_samples": 40},
 }
+# QM9: masked diffusion on the graph transformer; at 3,000 steps it gave 65 % valid molecules
+# against LCMD's 42 % on the same network (docs/graph.md), and 10,000 steps take ~13 min here.
 QM9 = {
     "model": {"size": "tiny", "width": 128, "depth": 4, "heads": 4, "embed_dim": 16,
               "backbone": "graph_transformer"},
+    "diffusion": {"process": "masked"},
     "optim": {"lr": 1e-3, "warmup_steps": 200},
-    "train": {"max_steps": 3000, "global_batch_size": 64, "checkpoint_every": 1000},
+    "train": {"max_steps": 10_000, "global_batch_size": 64, "checkpoint_every": 2500},
     "sample": {"steps": 50, "num_samples": 1000},
 }  # fmt: skip
 SBM_SPECTRE = {
@@ -202,7 +205,7 @@ def lcmd_register_presets(register: Callable[..., None]) -> None:
     register("tiny", TINY, "community_small, 2-layer width-64 LCMD, 150 steps: under a minute")
     register("planar", PLANAR, "planar-64 (2,080 tokens), 2-layer width-64 LCMD, 400 CPU steps")
     register("sbm", SBM, "scaled-down SBM (1,176 tokens), 2-layer width-64 LCMD, 600 CPU steps")
-    register("qm9", QM9, "QM9 (45 tokens), 4-layer width-128 graph transformer, CPU")
+    register("qm9", QM9, "QM9 (45 tokens), masked diffusion, 4-layer width-128 graph transformer")
     register("sbm_spectre", SBM_SPECTRE, "SPECTRE SBM (20,100 tokens): DiT-S, GPU-sized")
 
 
