@@ -1,8 +1,9 @@
 """The graph plugin's `graph_transformer` backbone against the default DiT on adjacency tokens.
 
-One LCMD training step (loss, backward, AdamW) of the planar and SBM presets' model (width 64,
-2 layers, 2 heads, D = 16, batch 8) on the adjacency codec's tokens: planar-64 (L = 2,080
-tokens) and the scaled-down SBM (N = 48, L = 1,176). The two backbones take turns in one run
+One training step (loss, backward, AdamW) of LCMD, and of masked diffusion, with the model of
+the CPU presets from before this backbone (width 64, 2 layers, 2 heads, D = 16, batch 8) on the
+adjacency codec's tokens: planar-64 (L = 2,080 tokens) and the scaled-down SBM (N = 48,
+L = 1,176). The two backbones take turns in one run
 (`paired_times`), so the ratio holds on a shared machine. Peak memory is the step's peak RSS
 growth (CUDA: peak allocated), each backbone in a fresh process as in `bench_memory`. Needs
 the graph plugin (`lcmd-graph`); skipped without it.
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from lcmd_core import LCMD
+from lcmd_core import DiffusionModel
+from lcmd_core.processes import PROCESSES
 
 from .bench_memory import PROC, _proc_kib
 from .bench_step import loss_step
@@ -32,13 +34,16 @@ SETS = {"planar": 64, "sbm": 48}  # data set → max_nodes of its preset
 BACKBONES = ("dit", "graph_transformer")
 
 
-def build(nodes: int, backbone: str, device: torch.device) -> tuple[LCMD, torch.Tensor]:
-    """The preset's LCMD on the adjacency tokens of graphs of `nodes` nodes, and a batch."""
+def build(
+    nodes: int, backbone: str, device: torch.device, process: str = "continuous"
+) -> tuple[DiffusionModel, torch.Tensor]:
+    """The model of `process` (LCMD by default) on the adjacency tokens of graphs of `nodes`
+    nodes, and a batch."""
     from lcmd_graph.codec import AdjacencyCodec
 
     spec = AdjacencyCodec(max_nodes=nodes).token_spec
     torch.manual_seed(0)
-    model = LCMD(
+    model = PROCESSES[process](
         spec.vocab_size, spec.seq_len, positions=spec.positions, backbone=backbone, **MODEL
     ).to(device)
     tokens = torch.randint(0, spec.vocab_size, (BATCH, spec.seq_len), device=device)
@@ -85,25 +90,30 @@ def run(quick: bool, device: torch.device) -> list[Record]:
     sets = {"sbm": 16} if quick else SETS  # quick: a small graph, the same code path
     warmup, iters = (1, 2) if quick else (1, 5)
     memory = not quick and (device.type == "cuda" or (PROC / "clear_refs").exists())
+    processes = ("continuous",) if quick else ("continuous", "masked")
     records, rows = [], []
     for name, nodes in sets.items():
-        steps = [loss_step(*build(nodes, b, device)) for b in BACKBONES]
-        times = paired_times(steps, device, warmup, iters)
-        speedup = median_ratio(times[0], times[1])
-        peaks = [measure_peak(nodes, b, device) for b in BACKBONES] if memory else [None] * 2
-        rows.append([name, nodes, nodes * (nodes + 1) // 2,
-                     *(f"{median(t) * 1e3:.0f}" for t in times), f"{speedup:.1f}×",
-                     *("–" if p is None else f"{p:.0f}" for p in peaks)])  # fmt: skip
-        goal = ">= 10" if name == "planar" else None
-        records.append(record(NAME, f"{name}/N{nodes}/step_speedup_vs_dit", speedup, goal))
-        for backbone, t, p in zip(BACKBONES, times, peaks, strict=True):
-            records.append(record(NAME, f"{name}/N{nodes}/{backbone}/step_ms", median(t) * 1e3))
-            if p is not None:
-                records.append(record(NAME, f"{name}/N{nodes}/{backbone}/step_peak_mib", p))
+        for process in processes:
+            prefix = f"{name}/N{nodes}" + ("" if process == "continuous" else f"/{process}")
+            steps = [loss_step(*build(nodes, b, device, process)) for b in BACKBONES]
+            times = paired_times(steps, device, warmup, iters)
+            speedup = median_ratio(times[0], times[1])
+            peaks = [None, None]
+            if memory and process == "continuous":
+                peaks = [measure_peak(nodes, b, device) for b in BACKBONES]
+            rows.append([name, nodes * (nodes + 1) // 2, process,
+                         *(f"{median(t) * 1e3:.0f}" for t in times), f"{speedup:.1f}×",
+                         *("–" if p is None else f"{p:.0f}" for p in peaks)])  # fmt: skip
+            goal = ">= 10" if (name, process) == ("planar", "continuous") else None
+            records.append(record(NAME, f"{prefix}/step_speedup_vs_dit", speedup, goal))
+            for backbone, t, p in zip(BACKBONES, times, peaks, strict=True):
+                records.append(record(NAME, f"{prefix}/{backbone}/step_ms", median(t) * 1e3))
+                if p is not None:
+                    records.append(record(NAME, f"{prefix}/{backbone}/step_peak_mib", p))
     print_table(
-        f"Graph backbones: LCMD training step, width 64, 2 layers, batch {BATCH} "
+        f"Graph backbones: training step, width 64, 2 layers, batch {BATCH} "
         "(goal: graph_transformer ≥ 10× faster on planar-64)",
-        ["set", "N", "L", "dit ms/step", "graph_transformer ms/step", "speed-up",
+        ["set", "L", "process", "dit ms/step", "graph_transformer ms/step", "speed-up",
          "dit peak MiB", "graph_transformer peak MiB"],
         rows,
     )  # fmt: skip
