@@ -145,12 +145,23 @@ def is_grid_valid(graph: nx.Graph) -> bool:
     )
 
 
+SBM_SETS = {"sbm": SBM_SMALL, "sbm_spectre": SBM_SPECTRE}
 VALIDITY: dict[str, Callable[[nx.Graph], bool]] = {
     "planar": is_planar_valid,
     "sbm": lambda g: is_sbm_valid(g, SBM_SMALL),
     "sbm_spectre": lambda g: is_sbm_valid(g, SBM_SPECTRE),
     "grid": is_grid_valid,
 }
+
+
+def sbm_fit_stats(samples: Sequence[nx.Graph], params: SBMParams) -> dict[str, float]:
+    """How close SBM samples come to validity: the share passing the strict block checks and
+    the mean Wald p-value over all samples (0 for a sample failing the checks)."""
+    p_values = [sbm_p_value(g, params) for g in samples]
+    return {
+        "sbm_block_checks": float(np.mean([p is not None for p in p_values])),
+        "sbm_mean_p": float(np.mean([p or 0.0 for p in p_values])),
+    }
 
 
 # ------------------------------------------------------------------------------ V.U.N.
@@ -238,6 +249,8 @@ def graph_vun(
         return {}
     valid = VALIDITY.get(context.dataset.name)
     out = vun(samples, readable(context.load("train")[0]), valid)
+    if context.dataset.name in SBM_SETS and samples:
+        out |= sbm_fit_stats(samples, SBM_SETS[context.dataset.name])
     if valid is not None and references:
         out["valid_reference"] = float(np.mean([valid(g) for g in references]))
     return out

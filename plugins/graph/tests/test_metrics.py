@@ -106,3 +106,13 @@ def test_delaunay_is_a_maximal_planar_triangulation(seed: int) -> None:
     assert nx.check_planarity(graph)[0]
     # a triangulation of n points with h on the hull has 3n − 3 − h edges
     assert len(edges) == 3 * 40 - 3 - convex_hull_size(points)
+
+
+def test_sbm_fit_stats_average_p_values_with_failed_checks_as_zero() -> None:
+    rng = np.random.default_rng(7)
+    family = [sbm_graph(SBM_SMALL, rng) for _ in range(6)]
+    stats = metrics.sbm_fit_stats([*family, nx.path_graph(5), nx.path_graph(6)], SBM_SMALL)
+    p_values = [metrics.sbm_p_value(g, SBM_SMALL) for g in family]
+    assert stats["sbm_block_checks"] == pytest.approx(sum(p is not None for p in p_values) / 8)
+    assert stats["sbm_mean_p"] == pytest.approx(sum(p or 0 for p in p_values) / 8)
+    assert 0 < stats["sbm_mean_p"] < 1
