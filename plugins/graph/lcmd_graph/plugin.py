@@ -50,7 +50,7 @@ SBM = {
     "model": CPU_MODEL,
     "diffusion": {"process": "masked"},
     "optim": {"lr": 1e-3, "warmup_steps": 50},
-    "train": {"max_steps": 6000, "global_batch_size": 8, "checkpoint_every": 2000},
+    "train": {"max_steps": 24_000, "global_batch_size": 8, "checkpoint_every": 6000},
     "sample": {"steps": 25, "num_samples": 40},
 }
 PLANAR = {
@@ -210,7 +210,7 @@ def lcmd_register_datasets(register: Callable[..., None]) -> None:
 def lcmd_register_presets(register: Callable[..., None]) -> None:
     register("tiny", TINY, "community_small, 2-layer width-64 LCMD, 150 steps: under a minute")
     register("planar", PLANAR, "planar-64 (2,080 tokens), masked, graph transformer, 20k CPU steps")
-    register("sbm", SBM, "scaled-down SBM (1,176 tokens), masked, graph transformer, 6k CPU steps")
+    register("sbm", SBM, "scaled-down SBM (1,176 tokens), masked, graph transformer, 24k CPU steps")
     register("qm9", QM9, "QM9 (45 tokens), masked diffusion, 4-layer width-128 graph transformer")
     register("sbm_spectre", SBM_SPECTRE, "SPECTRE SBM (20,100 tokens): DiT-S, GPU-sized")
 
