@@ -23,7 +23,7 @@ import torch
 from lcmd_core import DiffusionModel
 from lcmd_core.processes import PROCESSES
 
-from .bench_memory import PROC, _proc_kib
+from .bench_memory import PROC, peak_growth_mib
 from .bench_step import loss_step
 from .common import Record, median, median_ratio, paired_times, print_table, record
 
@@ -52,21 +52,7 @@ def build(
 
 def peak_mib(nodes: int, backbone: str, device: torch.device) -> float:
     """MiB the peak memory grows by during one training step (call in a fresh process)."""
-    model, tokens = build(nodes, backbone, device)
-    step = loss_step(model, tokens)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.max_memory_allocated(device)
-    else:
-        (PROC / "clear_refs").write_text("5")
-        base = _proc_kib("VmRSS") * 1024
-    step()
-    peak = (
-        torch.cuda.max_memory_allocated(device)
-        if device.type == "cuda"
-        else _proc_kib("VmHWM") * 1024
-    )
-    return (peak - base) / 2**20
+    return peak_growth_mib(loss_step(*build(nodes, backbone, device)), device)
 
 
 def measure_peak(nodes: int, backbone: str, device: torch.device) -> float:

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,14 +43,24 @@ def step_growth_mb(seq_len: int, device: torch.device) -> float:
     model = LCMD(VOCAB, seq_len, size="tiny").to(device).train()
     opt = torch.optim.AdamW(model.parameters())
     tokens = torch.randint(0, VOCAB, (1, seq_len), device=device)
+
+    def step() -> None:
+        model.loss(tokens)["total"].backward()
+        opt.step()
+
+    return peak_growth_mib(step, device)
+
+
+def peak_growth_mib(fn: Callable[[], object], device: torch.device) -> float:
+    """MiB the peak memory grows by while `fn()` runs: peak RSS above the RSS before (Linux
+    /proc; so call it in a fresh process), on CUDA peak allocated memory."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.max_memory_allocated(device)
     else:
         (PROC / "clear_refs").write_text("5")  # peak RSS := current RSS
         base = _proc_kib("VmRSS") * 1024
-    model.loss(tokens)["total"].backward()
-    opt.step()
+    fn()
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     else:

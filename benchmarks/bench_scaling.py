@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .bench_memory import PROC, _proc_kib
+from .bench_memory import PROC, peak_growth_mib
 from .common import Record, print_table, record
 
 NAME = "scaling"
@@ -76,11 +76,8 @@ def worker(strategy: str, out: Path, steps: int) -> None:
                  "sample.num_samples=2", "sample.steps=2"]  # fmt: skip
     config = resolve_config(preset=get_plugin("example").preset("tiny"), overrides=overrides)
     trainer = Trainer(config, plugin="example", run_dir=out / strategy, progress=False)
-    (PROC / "clear_refs").write_text("5")  # peak RSS := current RSS
-    base = _proc_kib("VmRSS")
-    trainer.fit()
+    grown = peak_growth_mib(trainer.fit, torch.device("cpu"))
     params = sum(p.numel() for p in trainer.model.parameters())
-    grown = (_proc_kib("VmHWM") - base) / 1024
     print(json.dumps({"rank": world.rank, "peak_mib": grown, "params": params}), flush=True)
     distributed.barrier(world)
 

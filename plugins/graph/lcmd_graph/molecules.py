@@ -82,6 +82,15 @@ def graph_to_mol(graph: nx.Graph) -> Chem.Mol:
     return mol.GetMol()
 
 
+def _unsanitised(graph: nx.Graph) -> Chem.Mol:
+    """The molecule as generated, with implicit valences and rings computed leniently so that
+    RDKit can write or draw it."""
+    mol = Chem.Mol(graph_to_mol(graph))
+    mol.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(mol)
+    return mol
+
+
 def sanitized(graph: nx.Graph) -> Chem.Mol | None:
     """The molecule of a graph if it passes RDKit's sanitisation (valences, kekulé structure,
     aromaticity), else None."""
@@ -114,9 +123,7 @@ def written_smiles(graph: nx.Graph) -> str:
     valid = canonical_smiles(graph)
     if valid is not None:
         return valid
-    mol = graph_to_mol(graph)
-    mol.UpdatePropertyCache(strict=False)
-    return Chem.MolToSmiles(mol, kekuleSmiles=True, canonical=False)
+    return Chem.MolToSmiles(_unsanitised(graph), kekuleSmiles=True, canonical=False)
 
 
 def draw_grid(graphs: Sequence[nx.Graph], columns: int = 8, size: int = 160):  # -> PIL.Image
@@ -128,11 +135,7 @@ def draw_grid(graphs: Sequence[nx.Graph], columns: int = 8, size: int = 160):  #
     for graph in graphs:
         mol = sanitized(graph)
         captions.append("" if mol is not None else "invalid")
-        if mol is None:
-            mol = Chem.Mol(graph_to_mol(graph))
-            mol.UpdatePropertyCache(strict=False)
-            Chem.FastFindRings(mol)
-        mols.append(mol)
+        mols.append(mol if mol is not None else _unsanitised(graph))
     return Draw.MolsToGridImage(
         mols, molsPerRow=columns, subImgSize=(size, size), legends=captions, returnPNG=False
     )
