@@ -1,7 +1,7 @@
 """Training throughput reading token shards from disk, against the same batch held in memory.
 
 The shards are written by `write_shards` into a temporary directory and read as the trainer
-reads them: a memory-mapped `TokenDataset` indexed by an `EpochSampler`. The in-memory step
+reads them: a memory-mapped `TokenDataset` indexed by an `BatchOrder`. The in-memory step
 trains on one fixed batch, so the ratio is the share of a step the loader costs. The two steps
 run in turns on the same model; the ratio is the median over rounds.
 """
@@ -14,7 +14,7 @@ import torch
 
 from lcmd_core import LCMD
 from lcmd_core.codec import TokenSpec
-from lcmd_core.shards import EpochSampler, TokenDataset, write_shards
+from lcmd_core.shards import BatchOrder, TokenDataset, write_shards
 
 from .bench_step import lcmd_step
 from .common import Record, median, median_ratio, median_seconds, paired_times, print_table, record
@@ -33,10 +33,10 @@ def run(quick: bool, device: torch.device) -> list[Record]:
         tokens = torch.randint(0, VOCAB, (ITEMS, seq_len))
         write_shards(tmp, {"train": (tokens, None)}, spec, "bench", shard_size=SHARD_SIZE)
         dataset = TokenDataset(tmp, "train")
-        sampler = EpochSampler(len(dataset), seed=0)
+        order = BatchOrder(len(dataset), seed=0)
 
         def load() -> torch.Tensor:
-            return dataset.tokens(sampler.next_batch(BATCH)).to(device, non_blocking=True)
+            return dataset.tokens(order.next_batch(BATCH)).to(device, non_blocking=True)
 
         batch = load()
         step, _, _ = lcmd_step(model, batch)

@@ -36,7 +36,7 @@ from lcmd_core.model import LCMD
 from lcmd_core.objective import bayes_readout
 from lcmd_core.schedule import alpha_sigma_from_log_snr
 from lcmd_core.shards import TokenDataset
-from lcmd_core.trainer import Run
+from lcmd_core.sampling import Run
 
 LOG_SNRS = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0, 10.0)
 

@@ -22,7 +22,9 @@ _EXPORTS = {
     "ShiftedCosineSchedule": "schedule",
     "hookimpl": "plugins",
     "Trainer": "trainer",
-    "load_run": "trainer",
+    "load_run": "sampling",
+    "Run": "sampling",
+    "RunSetup": "run_setup",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,4 +1,4 @@
-"""The run directory and its checkpoints, written so that a crash never leaves a bad latest one."""
+"""Checkpoints in a run directory, written so that a crash never leaves a bad latest one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,65 +17,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .run_dir import RunDir
+
 FORMAT_VERSION = 1
-_STEP_DIR = re.compile(r"step-(\d+)")
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, truncated or corrupt."""
-
-
-class RunDir:
-    """Paths of a run directory: config, fitted codec, metrics, checkpoints, samples, shards."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def codec_dir(self) -> Path:
-        return self.path / "codec"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def samples_dir(self) -> Path:
-        return self.path / "samples"
-
-    @property
-    def shards_dir(self) -> Path:
-        return self.path / "shards"
-
-    def step_dir(self, step: int) -> Path:
-        """`checkpoints/step-NNNNNNN` for `step`."""
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        return self.checkpoints_dir / f"step-{step:07d}"
-
-    def checkpoints(self) -> list[Path]:
-        """Complete checkpoint directories (those with `state.json`), oldest step first."""
-        if not self.checkpoints_dir.is_dir():
-            return []
-        found = [
-            (int(match[1]), path)
-            for path in self.checkpoints_dir.iterdir()
-            if (match := _STEP_DIR.fullmatch(path.name)) and (path / "state.json").is_file()
-        ]
-        return [path for _, path in sorted(found)]
-
-    def latest(self) -> Path | None:
-        """The complete checkpoint with the highest step, None when there is none."""
-        complete = self.checkpoints()
-        return complete[-1] if complete else None
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
@@ -169,6 +116,28 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     `state` (as given to `save_checkpoint`), `step` and `rng` (for `restore_rng`).
     """
     path = Path(path)
+    record = _verified_record(path, None)
+    optimizer_json = _read_json(path / "optimizer.json")
+    optimizer_tensors = _load_tensors(path / "optimizer.safetensors")
+    optimizer = {
+        "state": {key: _unpack(value, optimizer_tensors) for key, value in optimizer_json["state"]},
+        "param_groups": _unpack(optimizer_json["param_groups"], optimizer_tensors),
+    }
+    return {**_weights(path, record), "optimizer": optimizer, "rng": record["rng"]}
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The weights of a checkpoint for sampling: `model`, `ema` (None if not saved), `state` and
+    `step`, their files' checksums verified; the optimizer's files are neither read nor needed."""
+    path = Path(path)
+    return _weights(path, _verified_record(path, WEIGHT_FILES))
+
+
+WEIGHT_FILES = ("model.safetensors", "ema.safetensors")
+
+
+def _verified_record(path: Path, names: tuple[str, ...] | None) -> dict[str, Any]:
+    """`state.json` of a checkpoint, after checking the files it lists (`names` of them only)."""
     record = _read_json(path / "state.json")
     if record.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
@@ -176,6 +145,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"this lcmd reads version {FORMAT_VERSION}; resume with a matching lcmd version"
         )
     for name, digest in record["files"].items():
+        if names is not None and name not in names:
+            continue
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint file {file} is missing; {_fix(path)}")
@@ -183,20 +154,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise CheckpointError(
                 f"checkpoint file {file} is corrupt (checksum mismatch); {_fix(path)}"
             )
-    optimizer_json = _read_json(path / "optimizer.json")
-    optimizer_tensors = _load_tensors(path / "optimizer.safetensors")
-    optimizer = {
-        "state": {key: _unpack(value, optimizer_tensors) for key, value in optimizer_json["state"]},
-        "param_groups": _unpack(optimizer_json["param_groups"], optimizer_tensors),
-    }
+    return record
+
+
+def _weights(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     has_ema = "ema.safetensors" in record["files"]
     return {
         "model": _load_tensors(path / "model.safetensors"),
         "ema": _load_tensors(path / "ema.safetensors") if has_ema else None,
-        "optimizer": optimizer,
         "state": record["state"],
         "step": record["step"],
-        "rng": record["rng"],
     }
 
 

@@ -1,4 +1,4 @@
-"""The `lcmd` command line: plugins, prepare, train, sample, eval (DESIGN §3).
+"""The `lcmd` command line: plugins, prepare, train, sample, eval.
 
 Every user error (bad flags, config, plugin names, missing data or runs, broken checkpoints) ends
 with exit code 2 and one line `lcmd: <message>` on stderr; a bug keeps its traceback. Torch loads
@@ -22,17 +22,19 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from lcmd_core.config import (
     ConfigError,
     RunConfig,
+    apply_overrides,
     deep_merge,
+    load_config_file,
+    merge_config,
     parse_override,
-    resolve_config,
-    validate_config,
 )
 from lcmd_core.plugins import Plugin, PluginError, collect_plugins, get_plugin, get_plugin_manager
+from lcmd_core.run_dir import RunError
 
 if TYPE_CHECKING:
     import pluggy
 
-    from lcmd_core.trainer import Trainer
+    from lcmd_core.sampling import Run
 
 DATA_ROOT_ENV = "LCMD_DATA_ROOT"
 
@@ -53,7 +55,6 @@ class _Parser(argparse.ArgumentParser):
 _TORCH_ERRORS = {
     "lcmd_core.shards": "ShardError",
     "lcmd_core.checkpoint": "CheckpointError",
-    "lcmd_core.trainer": "TrainerError",
 }
 
 
@@ -66,7 +67,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     loaded = [
         getattr(sys.modules[mod], name) for mod, name in _TORCH_ERRORS.items() if mod in sys.modules
     ]
-    return (CLIError, ConfigError, PluginError, FileNotFoundError, *loaded)
+    return (CLIError, ConfigError, PluginError, RunError, FileNotFoundError, *loaded)
 
 
 def _message(err: Exception) -> str:
@@ -295,15 +296,20 @@ def _add_no_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _run_config(args: argparse.Namespace, plugin: Plugin) -> tuple[RunConfig, str]:
-    """The config for `prepare`/`train` and its data set: preset ← --config ← --set ← flags."""
-    chosen = args.data or resolve_config(file=args.config, overrides=args.set).data.dataset
+def _run_config(args: argparse.Namespace, plugin: Plugin) -> RunConfig:
+    """The config for `prepare`/`train`, resolved once: preset ← --config ← --set ← flags.
+
+    Its `data.plugin` and `data.dataset` name the plugin and the data set to train on.
+    """
+    from_file = load_config_file(args.config) if args.config else {}
+    user = apply_overrides(from_file, args.set or [])
+    user_data = user.get("data") if isinstance(user.get("data"), dict) else {}
+    chosen = args.data or user_data.get("dataset")
+    if chosen is not None and not isinstance(chosen, str):
+        raise ConfigError(f"data.dataset: expected a data set name, got {chosen!r}")
     dataset = plugin.dataset(chosen).name
+    _refuse_file_shards_outside_run(args, from_file, plugin, dataset)
     preset = args.preset or (dataset if dataset in plugin.presets else None)
-    config = resolve_config(
-        preset=plugin.preset(preset) if preset else None, file=args.config, overrides=args.set
-    )
-    _refuse_file_shards_outside_run(args, plugin, dataset)
     data: dict[str, Any] = {"plugin": plugin.name, "dataset": dataset}
     flags: dict[str, Any] = {"data": data}
     if args.data_root:
@@ -312,18 +318,19 @@ def _run_config(args: argparse.Namespace, plugin: Plugin) -> tuple[RunConfig, st
         data["codec"] = args.codec
     if getattr(args, "max_steps", None):
         flags["train"] = {"max_steps": args.max_steps}
-    return validate_config(deep_merge(config.model_dump(), flags)), dataset
+    return merge_config(deep_merge(user, flags), preset=plugin.preset(preset) if preset else None)
 
 
-def _refuse_file_shards_outside_run(args: argparse.Namespace, plugin: Plugin, dataset: str) -> None:
+def _refuse_file_shards_outside_run(
+    args: argparse.Namespace, from_file: dict[str, Any], plugin: Plugin, dataset: str
+) -> None:
     """A config file may not send `prepare`'s writes outside the run directory: a shared or
     downloaded config could otherwise pick any directory. On the command line it may."""
-    if not args.config:
-        return
-    shards = resolve_config(file=args.config).data.shards
+    file_data = from_file.get("data")
+    shards = file_data.get("shards") if isinstance(file_data, dict) else None
     on_command_line = any(parse_override(text)[0] == ["data", "shards"] for text in args.set or [])
-    if not shards or on_command_line:
-        return
+    if not shards or not isinstance(shards, str) or on_command_line:
+        return  # a shards value that is no path is refused by the config's validation
     run = Path(args.out or Path("runs") / f"{plugin.name}-{dataset}").resolve()
     if not Path(shards).expanduser().resolve().is_relative_to(run):
         raise CLIError(
@@ -405,8 +412,7 @@ def _prepare(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     from lcmd_core.trainer import Trainer
 
     plugin = get_plugin(args.plugin, pm)
-    config, dataset = _run_config(args, plugin)
-    trainer = Trainer(config, plugin=plugin.name, data=dataset, run_dir=args.out, pm=pm)
+    trainer = Trainer(_run_config(args, plugin), plugin=plugin, run_dir=args.out, pm=pm)
     prepared = trainer.prepare()
     spec = prepared.spec
     print(f"codec   {prepared.codec.name}: vocab {spec.vocab_size}, tokens {spec.token_shape}")
@@ -445,11 +451,9 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     if args.nproc > 1:
         return _torchrun(args)
     plugin = get_plugin(args.plugin, pm)
-    config, dataset = _run_config(args, plugin)
     trainer = Trainer(
-        config,
-        plugin=plugin.name,
-        data=dataset,
+        _run_config(args, plugin),
+        plugin=plugin,
         run_dir=args.out,
         resume=args.resume,
         progress=not args.no_progress,
@@ -514,16 +518,16 @@ def _print_table(title: str, values: dict[str, Any]) -> None:
     Console().print(table)
 
 
-def _from_run(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Trainer:
-    """The trainer of the run directory `args.run`, at its latest checkpoint."""
-    from lcmd_core.trainer import Trainer
+def _load_run(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Run:
+    """The run directory `args.run` at its latest checkpoint, for sampling and evaluation."""
+    from lcmd_core.sampling import load_run
 
-    return Trainer.from_run(args.run, progress=not args.no_progress, pm=pm)
+    return load_run(args.run, pm=pm)
 
 
-def _label(trainer: Trainer, text: str) -> int:
+def _label(run: Run, text: str) -> int:
     """A class index from `--label`, given as a class name or an index."""
-    names = list(trainer.spec.class_names)
+    names = list(run.spec.class_names)
     if text in names:
         return names.index(text)
     try:
@@ -533,29 +537,19 @@ def _label(trainer: Trainer, text: str) -> int:
         raise CLIError(f"--label {text!r}: expected {known}") from None
 
 
-def _known(trainer: Trainer, prompt: str, n: int) -> Any:
-    """`LongTensor[n, L]` of the tokens `--prompt` keeps (−1 = free), from the run's codec."""
-    codec = trainer.prepared.codec
-    prompt_tokens = getattr(codec, "prompt_tokens", None)
-    if prompt_tokens is None:
-        raise CLIError(f"--prompt: codec {codec.name} does not take prompts")
-    seq_len = trainer.spec.seq_len
-    return prompt_tokens(prompt, seq_len).long().expand(n, seq_len).clone()
-
-
 def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
-    trainer = _from_run(args, pm)
-    n = args.n or trainer.config.sample.num_samples
-    result = trainer.sample(
+    run = _load_run(args, pm)
+    n = args.n or run.config.sample.num_samples
+    result = run.sample(
         n,
         steps=args.steps,
         sampler=args.sampler,
         guidance=args.guidance,
-        labels=None if args.label is None else _label(trainer, args.label),
+        labels=None if args.label is None else _label(run, args.label),
         seed=args.seed,
         temperature=args.temperature,
         use_ema=False if args.no_ema else None,
-        known=None if args.prompt is None else _known(trainer, args.prompt, n),
+        known=None if args.prompt is None else run.prompt(args.prompt, n),
         out_dir=args.out,
     )
     print(f"wrote {len(result.items)} samples to {result.out_dir} (+ tokens.safetensors)")
@@ -563,8 +557,8 @@ def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
 
 
 def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
-    trainer = _from_run(args, pm)
-    metrics = trainer.evaluate(
+    run = _load_run(args, pm)
+    metrics = run.evaluate(
         args.split,
         n_samples=args.n_samples,
         seed=args.seed,
@@ -574,8 +568,8 @@ def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0
-    _print_table(f"{trainer.run.path} ({args.split})", metrics)
-    print(f"written to {trainer.run.path / 'metrics.json'}")
+    _print_table(f"{run.run_dir.path} ({args.split})", metrics)
+    print(f"written to {run.run_dir.path / 'metrics.json'}")
     return 0
 
 

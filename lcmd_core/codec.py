@@ -105,10 +105,8 @@ class Codec(Protocol):
     `encode(items) -> LongTensor[N, L]` with values in `[0, vocab_size)`, `decode(tokens) -> items`.
     A trainable codec (VQ-VAE, BPE) is fitted once by `fit(items)` before `token_spec` is valid.
 
-    Optional: `prompt_tokens(prompt: str, seq_len: int) -> LongTensor[seq_len]` turns a user's
-    prompt (`lcmd sample --prompt`) into the tokens to keep, −1 at free positions; the sampler
-    clamps the kept ones (prefix completion, infilling). Raise a `PluginError` for a prompt the
-    codec cannot encode. A codec without it does not take prompts.
+    Optional capabilities are the protocols `PromptCodec` (prompts for `lcmd sample --prompt`)
+    and `StreamCodec` (a split encoded as one token stream).
     """
 
     name: str
@@ -130,3 +128,24 @@ class Codec(Protocol):
     def save(self, directory: Path) -> None: ...
 
     def load(self, directory: Path) -> None: ...
+
+
+@runtime_checkable
+class PromptCodec(Protocol):
+    """A codec that takes prompts: `prompt_tokens(prompt, seq_len) -> LongTensor[seq_len]`.
+
+    Turns a user's prompt (`lcmd sample --prompt`) into the tokens to keep, −1 at free
+    positions; the sampler clamps the kept ones (prefix completion, infilling). Raises a
+    `PluginError` for a prompt the codec cannot encode. A codec without it takes no prompts.
+    """
+
+    def prompt_tokens(self, prompt: str, seq_len: int) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class StreamCodec(Protocol):
+    """A codec that encodes an unlabelled split as one token stream cut into sequences:
+    `encode_stream(items) -> LongTensor[N, seq_len]` (BPE over text); `prepare` uses it instead
+    of `encode` when the split has no labels."""
+
+    def encode_stream(self, items: Sequence[Any]) -> torch.Tensor: ...

@@ -368,20 +368,31 @@ def resolve_config(
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults ← preset ← config file ← `--set` overrides, validated once at the end.
+    """Defaults ← `base` ← preset ← config file ← `--set` overrides, validated once at the end
+    (see `merge_config`)."""
+    later = {} if file is None else load_config_file(file)
+    return merge_config(apply_overrides(later, list(overrides or [])), preset=preset, base=base)
+
+
+def merge_config(
+    user: dict[str, Any],
+    *,
+    preset: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Defaults ← `base` ← preset ← `user` (a config file with its overrides), validated once.
 
     A preset's settings for the continuous process only (a shift, a CE weight) are dropped when
-    the file or the overrides choose `diffusion.process=masked`: a preset tunes LCMD, and the
-    masked process on it keeps the preset's network and training.
+    `user` chooses `diffusion.process=masked`: a preset tunes LCMD, and the masked process on it
+    keeps the preset's network and training.
     """
     data: dict[str, Any] = dict(base or {})
-    later = {} if file is None else load_config_file(file)
-    later = apply_overrides(later, list(overrides or []))
     if preset:
-        if later.get("diffusion", {}).get("process") == "masked":
+        diffusion = user.get("diffusion")
+        if isinstance(diffusion, dict) and diffusion.get("process") == "masked":
             preset = _without(preset, CONTINUOUS_ONLY)
         data = deep_merge(data, preset)
-    data = deep_merge(data, later)
+    data = deep_merge(data, user)
     try:
         json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as err:

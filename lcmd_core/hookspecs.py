@@ -47,8 +47,9 @@ def lcmd_register_presets(register: Callable[..., None]) -> None:
 def lcmd_register_metrics(register: Callable[..., None]) -> None:
     """Register sample-quality metrics: `register(info: MetricInfo)` (from `lcmd_core.plugins`).
 
-    `info.compute(samples, references, codec) -> dict[str, float]` scores decoded sample items
-    against reference items of the data set.
+    `info.compute(samples, references, codec, context) -> dict[str, float]` scores decoded
+    sample items against the decoded items of the evaluated split; `context` is a
+    `MetricContext` (the samples' labels, the raw data, a cache directory, a protocol to fill).
     """
 
 

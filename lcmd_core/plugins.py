@@ -113,7 +113,7 @@ class DatasetInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class MetricContext:
-    """What `Trainer.evaluate` gives a metric besides the samples: labels, raw data, a cache."""
+    """What an evaluation (`Run.evaluate`, `lcmd eval`) gives a metric besides the samples."""
 
     dataset: DatasetInfo
     split: str  # the evaluated split, whose decoded tokens are the `references`
@@ -122,7 +122,7 @@ class MetricContext:
     cache_dir: Path  # in the run directory, for what a metric computes once (a classifier)
     elbo_bits_per_token: float | None = None  # the model's ELBO on the split, when measured
     # Filled by the metric: how it measured (feature network, weights checksum, preprocessing);
-    # `Trainer.evaluate` writes it to metrics.json under protocol.metrics[<metric name>].
+    # the evaluation writes it to metrics.json under protocol.metrics[<metric name>].
     protocol: dict[str, Any] = field(default_factory=dict)
 
 

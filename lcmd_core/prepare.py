@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .checkpoint import replace_dir
-from .codec import Codec, TokenSpec
+from .codec import Codec, StreamCodec, TokenSpec
 from .config import DataConfig
 from .plugins import CorruptItemError, DatasetInfo, Plugin
 from .shards import ShardError, check_compatible, read_index, write_shards
@@ -59,6 +59,13 @@ def load_codec(plugin: Plugin, data: DataConfig, codec_dir: Path) -> tuple[Codec
     codec = plugin.codec(saved["codec"], saved["options"])
     codec.load(codec_dir)
     return codec, spec_with_classes(codec.token_spec, info)
+
+
+def load_prepared(plugin: Plugin, data: DataConfig, codec_dir: Path, shards_dir: Path) -> Prepared:
+    """The `Prepared` of a run whose codec was fitted earlier (its shards are not checked)."""
+    codec, spec = load_codec(plugin, data, codec_dir)
+    info = plugin.dataset(data.dataset)
+    return Prepared(codec, spec, info, data.codec or info.default_codec, shards_dir)
 
 
 def _fit_and_save(
@@ -159,7 +166,7 @@ def prepare_data(
         if not items:
             continue
         log(f"encoding {info.name}/{split}: {len(items)} items")
-        if labels is None and hasattr(codec, "encode_stream"):
+        if labels is None and isinstance(codec, StreamCodec):
             # A stream codec (BPE over text) cuts one token stream into sequences.
             splits[split] = (codec.encode_stream(items).long(), None)
             continue

@@ -240,7 +240,7 @@ class TokenDataset(Dataset):
         return out
 
 
-class EpochSampler:
+class BatchOrder:
     """A deterministic, resumable stream of item indices that runs over epochs without end.
 
     Each epoch is a permutation of `range(num_items)` drawn from `seed + epoch`; rank `r` of

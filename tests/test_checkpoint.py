@@ -21,7 +21,7 @@ from lcmd_core.checkpoint import (
     write_json_atomic,
     write_safetensors_atomic,
 )
-from lcmd_core.shards import EpochSampler
+from lcmd_core.shards import BatchOrder
 
 
 def make_model() -> nn.Module:
@@ -62,7 +62,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     model = make_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
     ema = {k: v.clone() for k, v in model.state_dict().items()}
-    sampler = EpochSampler(len(data), seed=3)
+    sampler = BatchOrder(len(data), seed=3)
     train(model, optimizer, ema, sampler, data, 4)
     path = save(run, 4, model, optimizer, ema, sampler)
     train(model, optimizer, ema, sampler, data, 5)
@@ -74,7 +74,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     resumed.load_state_dict(checkpoint["model"])
     resumed_optimizer.load_state_dict(checkpoint["optimizer"])
     resumed_ema = checkpoint["ema"]
-    resumed_sampler = EpochSampler(len(data), seed=3)
+    resumed_sampler = BatchOrder(len(data), seed=3)
     resumed_sampler.load_state_dict(checkpoint["state"]["sampler"])
     restore_rng(checkpoint["rng"])
     assert checkpoint["step"] == 4

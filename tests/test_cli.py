@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -11,8 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,6 +42,22 @@ FAST = [*CONFIG, "--max-steps", str(STEPS), "--no-progress"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@contextlib.contextmanager
+def watched(on_step: Any) -> Iterator[None]:
+    """`lcmd train` inside the block calls `on_step(trainer, values)` after every step."""
+    from lcmd_core import trainer
+
+    class Watched(trainer.Trainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, on_step=on_step, **kwargs)
+
+    original, trainer.Trainer = trainer.Trainer, Watched
+    try:
+        yield
+    finally:
+        trainer.Trainer = original
 
 
 def lcmd(*args: object, pm: object = None) -> tuple[int, str, str]:
@@ -267,54 +286,40 @@ def test_eval_of_unknown_split_is_one_line(trained: dict) -> None:
 
 
 def test_interrupt_keeps_checkpoint_and_prints_resume_command(
-    trained: dict, tmp_path: Path, monkeypatch
+    trained: dict, tmp_path: Path
 ) -> None:
-    from lcmd_core.trainer import Trainer
-
-    step = Trainer._train_step
-
-    def interrupted_after_6(self, *args):
-        if self.step == 6:
+    def interrupted_after_6(trainer, values):
+        if trainer.step == 6:
             raise KeyboardInterrupt
-        return step(self, *args)
 
     shards = f"data.shards={trained['run'] / 'shards'}"
     args = ["train", "--plugin", "example", "--out", tmp_path / "run", *FAST, "--set", shards]
-    monkeypatch.setattr(Trainer, "_train_step", interrupted_after_6)
-    code, _, err = lcmd(*args)
+    with watched(interrupted_after_6):
+        code, _, err = lcmd(*args)
     assert code == 130 and err.count("\n") == 1, err
     checkpoint = tmp_path / "run" / "checkpoints" / "step-0000004"
     assert f"SIGINT at step 6; checkpoint {checkpoint} holds step 4" in err
     again = shlex.split(err.split("`")[1])
     assert again[:2] == ["lcmd", "train"] and again[-1] == "--resume"
 
-    monkeypatch.setattr(Trainer, "_train_step", step)
     code, stdout, _ = lcmd(*again[1:])
     assert code == 0 and f"(latest: step-{STEPS:07d})" in stdout
 
 
-def test_sigterm_checkpoints_the_step_and_exits_143(
-    trained: dict, tmp_path: Path, monkeypatch
-) -> None:
-    from lcmd_core.trainer import Trainer
-
-    step = Trainer._train_step
-
-    def terminated_during_6(self, *args):
-        if self.step == 5:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step; the step still finishes
-        return step(self, *args)
+def test_sigterm_checkpoints_the_step_and_exits_143(trained: dict, tmp_path: Path) -> None:
+    def terminated_before_6(trainer, values):
+        if trainer.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # step 6 still runs, then is checkpointed
 
     shards = f"data.shards={trained['run'] / 'shards'}"
     args = ["train", "--plugin", "example", "--out", tmp_path / "run", *FAST, "--set", shards]
-    monkeypatch.setattr(Trainer, "_train_step", terminated_during_6)
-    code, _, err = lcmd(*args)
+    with watched(terminated_before_6):
+        code, _, err = lcmd(*args)
     checkpoint = tmp_path / "run" / "checkpoints" / "step-0000006"
     assert code == 143 and err.count("\n") == 1, err
     assert f"SIGTERM at step 6; checkpoint {checkpoint} holds step 6" in err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
-    monkeypatch.setattr(Trainer, "_train_step", step)
     code, stdout, _ = lcmd(*shlex.split(err.split("`")[1])[1:])
     assert code == 0 and f"(latest: step-{STEPS:07d})" in stdout
 
@@ -366,14 +371,12 @@ def test_second_trainer_on_a_run_directory_is_refused(trained: dict, tmp_path: P
     assert code == 0
 
 
-def test_interrupt_before_first_checkpoint_says_start_again(tmp_path, monkeypatch) -> None:
-    from lcmd_core.trainer import Trainer
-
-    def interrupted(self, *args):
+def test_interrupt_before_first_checkpoint_says_start_again(tmp_path) -> None:
+    def interrupted(trainer, values):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_train_step", interrupted)
-    code, _, err = lcmd("train", "--plugin", "example", "--out", tmp_path / "run", *FAST)
+    with watched(interrupted):
+        code, _, err = lcmd("train", "--plugin", "example", "--out", tmp_path / "run", *FAST)
     assert code == 130 and err.count("\n") == 1
     assert "interrupted before the first checkpoint; start again with `lcmd train" in err
     assert "--resume" not in err
@@ -453,3 +456,19 @@ def test_set_garbage_raises_only_config_error(text: str) -> None:
         resolve_config(overrides=[text])
     except ConfigError as err:
         assert "\n" not in str(err)
+
+
+def test_sample_and_eval_need_no_optimizer_state(trained: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    latest = run / "checkpoints" / f"step-{STEPS:07d}"
+    for name in ("optimizer.safetensors", "optimizer.json"):
+        (latest / name).unlink()
+    code, stdout, err = lcmd("sample", run, "--n", 2, "--steps", 2, "--out", tmp_path / "drawn")
+    assert code == 0 and "wrote 2 samples" in stdout, err
+    code, _, err = lcmd("eval", run, "--n-samples", 2, "--steps", 2, "--json")
+    assert code == 0, err
+    assert json.loads((run / "metrics.json").read_text())["protocol"]["checkpoint_step"] == STEPS
+    # training further does need it, and says which file is missing
+    again = ["train", "--plugin", "example", "--out", run, *FAST, "--resume"]
+    assert_user_error(lcmd(*again), "optimizer.safetensors is missing")

@@ -1,4 +1,4 @@
-"""Token shards on disk and the resumable epoch sampler."""
+"""Token shards on disk and the resumable batch order."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from safetensors import safe_open
 from lcmd_core import shards
 from lcmd_core.codec import TokenSpec
 from lcmd_core.shards import (
-    EpochSampler,
+    BatchOrder,
     ShardError,
     TokenDataset,
     check_compatible,
@@ -199,41 +199,41 @@ def test_interrupted_write_leaves_previous_shard_set_intact(tmp_path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["s"]
 
 
-def take(sampler: EpochSampler, batch_size: int, total: int) -> list[int]:
+def take(order: BatchOrder, batch_size: int, total: int) -> list[int]:
     out: list[int] = []
     while len(out) < total:
-        out += sampler.next_batch(batch_size).tolist()
+        out += order.next_batch(batch_size).tolist()
     return out
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_sampler_covers_every_index_once_per_epoch(shuffle):
-    sampler = EpochSampler(10, seed=7, shuffle=shuffle)
-    stream = take(sampler, 3, 30)
+def test_batch_order_covers_every_index_once_per_epoch(shuffle):
+    order = BatchOrder(10, seed=7, shuffle=shuffle)
+    stream = take(order, 3, 30)
     epochs = [stream[i : i + 10] for i in range(0, 30, 10)]
     assert all(sorted(epoch) == list(range(10)) for epoch in epochs)
     assert (epochs[0] != epochs[1]) == shuffle
-    assert sampler.state_dict() == {"epoch": 3, "position": 0}
+    assert order.state_dict() == {"epoch": 3, "position": 0}
 
 
-def test_sampler_ranks_get_disjoint_slices_of_one_permutation():
-    samplers = [EpochSampler(11, seed=1, rank=r, world_size=3) for r in range(3)]
+def test_batch_order_ranks_get_disjoint_slices_of_one_permutation():
+    orders = [BatchOrder(11, seed=1, rank=r, world_size=3) for r in range(3)]
     for epoch in range(2):
         # 11 items over 3 ranks: 3 each per epoch, strided from one permutation, its tail dropped.
         perm = torch.randperm(11, generator=torch.Generator().manual_seed(1 + epoch)).tolist()
-        batches = [sampler.next_batch(3).tolist() for sampler in samplers]
+        batches = [order.next_batch(3).tolist() for order in orders]
         assert batches == [perm[:9][r::3] for r in range(3)]
         assert len({i for batch in batches for i in batch}) == 9
-    assert {s.state_dict()["epoch"] for s in samplers} == {2}
+    assert {s.state_dict()["epoch"] for s in orders} == {2}
 
 
-def test_sampler_rejects_bad_arguments():
+def test_batch_order_rejects_bad_arguments():
     with pytest.raises(ValueError, match="rank"):
-        EpochSampler(10, seed=0, rank=2, world_size=2)
+        BatchOrder(10, seed=0, rank=2, world_size=2)
     with pytest.raises(ValueError, match="one item per rank"):
-        EpochSampler(1, seed=0, world_size=2)
+        BatchOrder(1, seed=0, world_size=2)
     with pytest.raises(ValueError, match="same data"):
-        EpochSampler(4, seed=0).load_state_dict({"epoch": 0, "position": 4})
+        BatchOrder(4, seed=0).load_state_dict({"epoch": 0, "position": 4})
 
 
 @settings(max_examples=60, deadline=None)
@@ -245,16 +245,16 @@ def test_sampler_rejects_bad_arguments():
     after=st.integers(1, 12),
     seed=st.integers(0, 2**31),
 )
-def test_sampler_resumes_exactly(num_items, world_size, batch_size, before, after, seed):
+def test_batch_order_resumes_exactly(num_items, world_size, batch_size, before, after, seed):
     world_size = min(world_size, num_items)
     for rank in range(world_size):
-        sampler = EpochSampler(num_items, seed, rank=rank, world_size=world_size)
+        order = BatchOrder(num_items, seed, rank=rank, world_size=world_size)
         for _ in range(before):
-            sampler.next_batch(batch_size)
-        state = json.loads(json.dumps(sampler.state_dict()))
-        expected = [sampler.next_batch(batch_size) for _ in range(after)]
+            order.next_batch(batch_size)
+        state = json.loads(json.dumps(order.state_dict()))
+        expected = [order.next_batch(batch_size) for _ in range(after)]
 
-        resumed = EpochSampler(num_items, seed, rank=rank, world_size=world_size)
+        resumed = BatchOrder(num_items, seed, rank=rank, world_size=world_size)
         resumed.load_state_dict(state)
         assert all(torch.equal(resumed.next_batch(batch_size), e) for e in expected)
         assert all(len(e) == batch_size for e in expected)

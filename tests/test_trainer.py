@@ -12,6 +12,7 @@ from lcmd_core import Trainer, load_run
 from lcmd_core.checkpoint import CheckpointError, RunDir
 from lcmd_core.config import resolve_config
 from lcmd_core.processes import PROCESSES as PROCESSES_BY_NAME
+from lcmd_core.run_dir import RunError
 from lcmd_core.trainer import TrainerError, lr_factor
 
 pytest.importorskip("lcmd_example", reason="the example plugin is installed by `make test`")
@@ -48,9 +49,9 @@ def shards(tmp_path_factory):
     return out
 
 
-def make(tmp_path, shards, name, *extra, resume=False):
+def make(tmp_path, shards, name, *extra, **options):
     cfg = config(f"data.shards={shards / 'shards'}", *extra)
-    return Trainer(cfg, plugin="example", run_dir=tmp_path / name, progress=False, resume=resume)
+    return Trainer(cfg, plugin="example", run_dir=tmp_path / name, progress=False, **options)
 
 
 def losses(run_dir):
@@ -65,22 +66,17 @@ PROCESSES = pytest.mark.parametrize("process", ["continuous", "masked"])
 @pytest.mark.parametrize(
     "process", ["continuous", "masked", "continuous diffusion.time_sampling=importance"]
 )
-def test_resume_reproduces_uninterrupted_run(tmp_path, shards, monkeypatch, process):
+def test_resume_reproduces_uninterrupted_run(tmp_path, shards, process):
     process, *options = process.split()
     extra = ("train.max_steps=12", f"diffusion.process={process}", *options)
     make(tmp_path, shards, "full", *extra).fit()
 
-    original = Trainer._train_step
-
-    def crash_after_eight(self, *args):
-        if self.step == 8:
+    def crash_after_eight(trainer, values):
+        if trainer.step == 8:
             raise KeyboardInterrupt
-        return original(self, *args)
 
-    monkeypatch.setattr(Trainer, "_train_step", crash_after_eight)
     with pytest.raises(KeyboardInterrupt):
-        make(tmp_path, shards, "split", *extra).fit()
-    monkeypatch.setattr(Trainer, "_train_step", original)
+        make(tmp_path, shards, "split", *extra, on_step=crash_after_eight).fit()
     make(tmp_path, shards, "split", *extra, resume=True).fit()
 
     assert losses(tmp_path / "split") == losses(tmp_path / "full")
@@ -110,7 +106,7 @@ def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, shards, monkeyp
 
 def test_existing_run_refused_without_resume(tmp_path, shards):
     make(tmp_path, shards, "run", "train.max_steps=4").fit()
-    with pytest.raises(TrainerError, match="--resume"):
+    with pytest.raises(RunError, match="--resume"):
         make(tmp_path, shards, "run", "train.max_steps=4")
 
 
@@ -216,3 +212,46 @@ def test_second_fit_continues_in_memory(tmp_path, shards):
     assert trainer.model.embedding.table is table
     assert int(trainer.optimizer.state[table]["step"]) == 5  # not a fresh optimizer
     assert RunDir(tmp_path / "run").latest().name == "step-0000005"
+
+
+def test_on_step_sees_every_finished_step_with_its_values(tmp_path, shards):
+    seen = []
+
+    def watch(trainer, values):
+        seen.append((trainer.step, values["total"], trainer.run.latest()))
+
+    make(tmp_path, shards, "run", "train.max_steps=5", on_step=watch).fit()
+    assert [step for step, _, _ in seen] == [1, 2, 3, 4, 5]
+    assert [total for _, total, _ in seen] == [total for _, total in losses(tmp_path / "run")]
+    # called after the step's checkpoint: at step 4 it is already on disk
+    assert seen[3][2].name == "step-0000004" and seen[2][2] is None
+
+
+def test_trainer_takes_an_opened_setup(tmp_path, shards):
+    from lcmd_core.run_setup import RunSetup
+
+    cfg = config(f"data.shards={shards / 'shards'}", "train.max_steps=2")
+    setup = RunSetup(cfg, plugin="example", run_dir=tmp_path / "run")
+    trainer = Trainer(setup, progress=False)
+    assert trainer.fit()["step"] == 2 and trainer.codec is setup.prepared.codec
+    assert trainer.as_run().sample(2, steps=2).tokens.shape == (2, 32)
+    with pytest.raises(TrainerError, match="takes its plugin"):
+        Trainer(setup, plugin="example")
+
+
+def test_trainer_and_load_run_sample_the_same(tmp_path, shards):
+    trainer = make(tmp_path, shards, "run", "train.max_steps=4")
+    trainer.fit()
+    for use_ema in (True, False):
+        live = trainer.sample(3, seed=2, use_ema=use_ema, steps=3)
+        loaded = load_run(tmp_path / "run").sample(3, seed=2, use_ema=use_ema, steps=3)
+        assert torch.equal(live.tokens, loaded.tokens)
+    run = load_run(tmp_path / "run")
+    pairs = ((run.model, trainer.ema.module), (run.training_model, trainer.model))
+    for loaded, live in pairs:
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(loaded.state_dict().values(), live.state_dict().values(), strict=True)
+        )
+    table = run.model.embedding.table
+    assert not torch.equal(table, run.training_model.embedding.table)  # EMA ≠ training weights

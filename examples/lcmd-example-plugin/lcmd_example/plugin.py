@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lcmd_core.plugins import DatasetInfo, MetricInfo, PluginError, hookimpl
+from lcmd_core.codec_options import codec_options
+from lcmd_core.plugins import DatasetInfo, MetricInfo, hookimpl
 from lcmd_example.data import CLASS_NAMES, MAX_LENGTH, read_unicode_names
 from lcmd_example.metrics import name_validity
 
@@ -27,10 +28,7 @@ def chars_codec(options: dict[str, Any]) -> CharsCodec:
     """The `chars` codec; options: `length` (default 32)."""
     from lcmd_example.codec import CharsCodec
 
-    unknown = sorted(set(options) - {"length"})
-    if unknown:
-        raise PluginError(f"codec chars: unknown option {', '.join(unknown)} (known: length)")
-    return CharsCodec(length=int(options.get("length", MAX_LENGTH)))
+    return CharsCodec(**{"length": MAX_LENGTH, **codec_options("chars", CharsCodec, options)})
 
 
 @hookimpl

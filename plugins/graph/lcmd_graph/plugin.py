@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lcmd_core.codec_options import codec_options
 from lcmd_core.plugins import DatasetInfo, MetricInfo, PluginError, hookimpl
 
 if TYPE_CHECKING:
@@ -92,31 +93,22 @@ VUN_HIGHER_IS_BETTER = dict.fromkeys(
 
 def adjacency_codec(options: dict[str, Any]) -> AdjacencyCodec:
     """The `adjacency` codec; options: `max_nodes`, `node_types`, `edge_types`."""
-    from lcmd_graph.codec import OPTIONS, AdjacencyCodec
+    from lcmd_graph.codec import AdjacencyCodec
 
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise PluginError(
-            f"codec adjacency: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})"
-        )
-    return AdjacencyCodec(**options)
+    return AdjacencyCodec(**codec_options("adjacency", AdjacencyCodec, options))
 
 
 def molecule_codec(options: dict[str, Any]) -> Any:
     """The `molecule` codec (adjacency tokens, atom and bond types, SMILES out); options as
     `adjacency`, with QM9's defaults."""
-    from lcmd_graph.codec import OPTIONS
+    from lcmd_graph.codec import AdjacencyCodec
 
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise PluginError(
-            f"codec molecule: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})"
-        )
+    checked = codec_options("molecule", AdjacencyCodec, options)  # before RDKit is imported
     try:
         from lcmd_graph.molecule_codec import MoleculeCodec
     except ImportError as err:
         raise PluginError(f"codec molecule needs RDKit ({err}); {MOLECULES_EXTRA}") from None
-    return MoleculeCodec(**options)
+    return MoleculeCodec(**checked)
 
 
 def _read_qm9(root: Path | None, split: str) -> tuple[list[Any], None]:

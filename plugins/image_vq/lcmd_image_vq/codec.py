@@ -17,9 +17,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from lcmd_core.codec import TokenSpec, fingerprint_of
+from lcmd_core.codec_options import codec_options
 from lcmd_core.plugins import CorruptItemError, PluginError
 from lcmd_image_vq.images import image_batch
-from lcmd_image_vq.options import options_from_dict
 from lcmd_image_vq.patch_gan import GanTraining
 from lcmd_image_vq.vqvae import VQVAE, perplexity
 
@@ -74,7 +74,7 @@ class VQOptions:
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> VQOptions:
         """Options from a plain dict, refusing unknown keys and values of the wrong type."""
-        return options_from_dict(cls, "vqvae", options)
+        return cls(**codec_options("vqvae", cls, options))
 
 
 class VQCodec:

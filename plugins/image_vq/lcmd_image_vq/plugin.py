@@ -55,7 +55,7 @@ MNIST = {
 }
 
 
-# The paper's setting (SPEC §7–8, reconstructed [I]): 256 px, 16×16 tokens, K = 1024, a DiT-B
+# The paper's setting as reconstructed here: 256 px, 16×16 tokens, K = 1024, a DiT-B
 # denoiser, 400k steps at batch 256 (ImageNet: 1M steps, 50 sampling steps with guidance).
 PAPER_CODEC = {
     "size": 256,

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from lcmd_core.codec import TokenSpec, fingerprint_of
+from lcmd_core.codec_options import codec_options
 from lcmd_core.plugins import PluginError
 from lcmd_image_vq.codec import VQCodec
 from lcmd_image_vq.images import image_batch
-from lcmd_image_vq.options import options_from_dict
 from lcmd_image_vq.taming import TamingVQGAN, file_sha256, load_taming, read_used_codes
 
 STATE_FILE = "taming.json"
@@ -49,7 +49,7 @@ class TamingOptions:
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> TamingOptions:
         """Options from a plain dict, refusing unknown keys and values of the wrong type."""
-        return options_from_dict(cls, "taming", options)
+        return cls(**codec_options("taming", cls, options))
 
 
 class TamingCodec:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lcmd_core.plugins import DatasetInfo, MetricInfo, PluginError, hookimpl
+from lcmd_core.codec_options import codec_options
+from lcmd_core.plugins import DatasetInfo, MetricInfo, hookimpl
 from lcmd_text.corpus import FILES_SOURCE, TEXT8_SOURCE, read_text8, read_text_files
 from lcmd_text.metrics import (
     BPC_HIGHER_IS_BETTER,
@@ -58,26 +59,18 @@ TEXT8 = {
 }
 
 
-def _options(codec: str, options: dict[str, Any], known: set[str]) -> dict[str, Any]:
-    unknown = sorted(set(options) - known)
-    if unknown:
-        names = ", ".join(sorted(known))
-        raise PluginError(f"codec {codec}: unknown option {', '.join(unknown)} (known: {names})")
-    return options
-
-
 def char_codec(options: dict[str, Any]) -> CharCodec:
     """Characters, vocabulary fitted from the text (+ pad and unknown); options: `seq_len`."""
     from lcmd_text.char_codec import CharCodec
 
-    return CharCodec(**_options("char", options, {"seq_len"}))
+    return CharCodec(**codec_options("char", CharCodec, options))
 
 
 def bpe_codec(options: dict[str, Any]) -> BPECodec:
     """Byte-level BPE; options: `vocab_size`, `seq_len`, `tokenizer_file` (a tokenizer.json)."""
     from lcmd_text.bpe_codec import BPECodec
 
-    return BPECodec(**_options("bpe", options, {"seq_len", "vocab_size", "tokenizer_file"}))
+    return BPECodec(**codec_options("bpe", BPECodec, options))
 
 
 @hookimpl

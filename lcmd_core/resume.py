@@ -1,0 +1,124 @@
+"""Resuming a run: the config a resumed run keeps, and its latest checkpoint read back in.
+
+A run continues exactly: weights, EMA, optimizer, RNG and data position come from the newest
+complete checkpoint, and metric records logged after it are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import sharding
+from .checkpoint import CheckpointError, load_checkpoint
+from .codec import TokenSpec
+from .config import RunConfig, validate_config
+from .ema import EMA
+from .run_dir import RunDir, RunError
+
+
+def read_config(run: RunDir) -> RunConfig:
+    """The config a run directory was started with (`config.json`)."""
+    if not run.config_path.is_file():
+        raise RunError(f"{run.path} is not a run directory (no config.json)")
+    return validate_config(json.loads(run.config_path.read_text()))
+
+
+def resumed_config(run: RunDir, requested: RunConfig) -> RunConfig:
+    """The config a resumed run trains with: its own, with the requested `train.max_steps`."""
+    saved = read_config(run)
+    if (saved.data.plugin, saved.data.dataset) != (
+        requested.data.plugin,
+        requested.data.dataset,
+    ):
+        raise RunError(
+            f"{run.path} was trained on {saved.data.plugin}/{saved.data.dataset}, "
+            f"not {requested.data.plugin}/{requested.data.dataset}"
+        )
+    saved.train.max_steps = requested.train.max_steps
+    return saved
+
+
+def check_matches(
+    checkpoint: Path, state: dict[str, Any], spec: TokenSpec, config: RunConfig, run: RunDir
+) -> None:
+    """Refuse a checkpoint trained with another codec or diffusion process than the run's."""
+    saved_fp = state.get("fingerprint")
+    if saved_fp != spec.fingerprint:
+        raise CheckpointError(
+            f"{checkpoint} was trained with codec fingerprint {saved_fp}, but the codec in "
+            f"{run.codec_dir} has {spec.fingerprint}; use the matching run"
+        )
+    # Checkpoints from before the masked process have no "process": they are continuous.
+    saved_process = state.get("process", "continuous")
+    if saved_process != config.diffusion.process:
+        raise CheckpointError(
+            f"{checkpoint} was trained with diffusion.process={saved_process}, but "
+            f"{run.config_path} says {config.diffusion.process}; use the matching run"
+        )
+
+
+def load_into(
+    module: torch.nn.Module, tensors: dict[str, torch.Tensor], checkpoint: Path, run: RunDir
+) -> None:
+    """`module.load_state_dict(tensors)`, a mismatch as one line naming the run's config."""
+    try:
+        module.load_state_dict(tensors)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise _misfit(checkpoint, run, err) from None
+
+
+def restore_training(
+    checkpoint: Path,
+    *,
+    model: torch.nn.Module,
+    ema: EMA,
+    optimizer: torch.optim.Optimizer,
+    spec: TokenSpec,
+    config: RunConfig,
+    run: RunDir,
+    sharded: bool,
+) -> dict[str, Any]:
+    """Load `checkpoint` into model, EMA and optimizer; returns its state with `step` and `rng`.
+
+    Under FSDP (`sharded`) every process cuts its own shards out of the whole tensors.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    state = ckpt["state"]
+    check_matches(checkpoint, state, spec, config, run)
+    weights, ema_weights, optimizer_state = ckpt["model"], ckpt["ema"], ckpt["optimizer"]
+    try:
+        if sharded:
+            weights = sharding.shard_state(weights, model.state_dict())
+            if ema_weights is not None:
+                ema_weights = sharding.shard_state(ema_weights, ema.state_dict())
+            optimizer_state = sharding.shard_optimizer_state(optimizer, optimizer_state)
+        model.load_state_dict(weights)
+        if ema_weights is not None:
+            ema.load_state_dict(ema_weights, state["ema_updates"])
+        optimizer.load_state_dict(optimizer_state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise _misfit(checkpoint, run, err) from None
+    return {**state, "step": ckpt["step"], "rng": ckpt["rng"]}
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Drop the records of `metrics.jsonl` logged after `step` (the checkpoint resumed from)."""
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
+def _misfit(checkpoint: Path, run: RunDir, err: Exception) -> CheckpointError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(f"{checkpoint} does not fit the model in {run.config_path} ({first})")

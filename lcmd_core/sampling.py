@@ -1,0 +1,265 @@
+"""Drawing samples from a run: `load_run(path).sample(n)` → items, tokens and sample.json.
+
+A `Run` is a model at one checkpoint with its codec and config. `load_run` builds it from the
+run's config and the checkpoint's weights alone (the optimizer's files are never read);
+`Trainer.sample` and `Trainer.evaluate` use the same code on the weights in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from .checkpoint import load_weights, write_json_atomic
+from .codec import Codec, PromptCodec, TokenSpec
+from .config import RunConfig, SampleConfig
+from .device import autocast_dtype, resolve_device
+from .diffusion_model import DiffusionModel
+from .plugins import Plugin, get_plugin
+from .prepare import Prepared, load_prepared
+from .processes import build_model
+from .resume import check_matches, load_into, read_config
+from .run_dir import RunDir, RunError
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """How samples are drawn, resolved once from the run's `sample` config and the caller's
+    overrides; sample.json and metrics.json record exactly these values."""
+
+    n: int
+    steps: int
+    sampler: str  # the reverse process's update rule: ancestral or ddim
+    guidance: float  # 1.0 for an unconditional run, whatever was asked
+    temperature: float
+    seed: int
+    ema: bool
+
+    @classmethod
+    def resolve(
+        cls,
+        config: SampleConfig,
+        model: DiffusionModel,
+        *,
+        n: int | None = None,
+        steps: int | None = None,
+        sampler: str | None = None,
+        guidance: float | None = None,
+        temperature: float | None = None,
+        seed: int = 0,
+        use_ema: bool | None = None,
+    ) -> SampleSettings:
+        """The settings for `model`: each None takes the config's value (or the process's)."""
+        sampler = sampler or config.sampler
+        if model.process == "masked" and sampler != "ancestral":
+            raise RunError(
+                f"sampler {sampler} is for diffusion.process=continuous; this run is masked, "
+                "which samples by ancestral unmasking (--sampler ancestral)"
+            )
+        temperature = config.temperature if temperature is None else temperature
+        return cls(
+            n=n or config.num_samples,
+            steps=steps or config.steps,
+            sampler=sampler,
+            guidance=1.0 if not model.num_classes else _or(guidance, config.guidance),
+            temperature=model.default_temperature if temperature is None else temperature,
+            seed=seed,
+            ema=_or(use_ema, config.use_ema),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SampleResult:
+    """Tokens drawn by `Run.sample`, their decoded items and the files written."""
+
+    tokens: torch.Tensor
+    labels: torch.Tensor | None
+    items: list[Any]
+    files: list[Path]
+    out_dir: Path
+
+
+@dataclass
+class Run:
+    """A run at one checkpoint: `model` (EMA weights, eval mode), codec, config and where.
+
+    `training_model` holds the weights without EMA (`use_ema=False`). `sample` and `evaluate`
+    write into `run_dir`.
+    """
+
+    model: DiffusionModel
+    codec: Codec
+    config: RunConfig
+    spec: TokenSpec
+    run_dir: RunDir
+    step: int
+    training_model: DiffusionModel
+    plugin: Plugin
+    prepared: Prepared
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+
+    def weights(self, use_ema: bool) -> DiffusionModel:
+        """The EMA model or the training weights, in eval mode."""
+        return (self.model if use_ema else self.training_model).eval()
+
+    def labels_for(self, n: int, labels: torch.Tensor | int | None) -> torch.Tensor | None:
+        """One class per sample: all of `labels` (an int), the given tensor, or cycling."""
+        classes = self.spec.num_classes
+        if not classes:
+            if labels is not None:
+                raise RunError("labels were given but this run is unconditional")
+            return None
+        if labels is None:
+            return torch.arange(n) % classes
+        if isinstance(labels, int):
+            if not 0 <= labels < classes:
+                raise RunError(f"label {labels} is outside [0, {classes})")
+            return torch.full((n,), labels)
+        return labels
+
+    def prompt(self, prompt: str, n: int) -> torch.Tensor:
+        """`LongTensor[n, L]` of the tokens a prompt keeps (−1 = free), from the run's codec."""
+        if not isinstance(self.codec, PromptCodec):
+            raise RunError(f"--prompt: codec {self.codec.name} does not take prompts")
+        seq_len = self.spec.seq_len
+        return self.codec.prompt_tokens(prompt, seq_len).long().expand(n, seq_len).clone()
+
+    def sample(
+        self,
+        n: int | None = None,
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        guidance: float | None = None,
+        labels: torch.Tensor | int | None = None,
+        seed: int = 0,
+        temperature: float | None = None,
+        use_ema: bool | None = None,
+        known: torch.Tensor | None = None,
+        out_dir: str | Path | None = None,
+    ) -> SampleResult:
+        """Draw samples, decode them through the codec and write them with `tokens.safetensors`
+        and `sample.json` (default directory `samples/step-NNNNNNN-seed-S/`)."""
+        settings = SampleSettings.resolve(
+            self.config.sample,
+            self.model,
+            n=n,
+            steps=steps,
+            sampler=sampler,
+            guidance=guidance,
+            temperature=temperature,
+            seed=seed,
+            use_ema=use_ema,
+        )
+        default = self.run_dir.samples_dir / f"step-{self.step:07d}-seed-{seed}"
+        return self.draw(settings, labels, known, Path(out_dir) if out_dir else default)
+
+    def draw(
+        self,
+        settings: SampleSettings,
+        labels: torch.Tensor | int | None,
+        known: torch.Tensor | None,
+        out: Path,
+    ) -> SampleResult:
+        """Samples drawn with resolved `settings`, written to `out`."""
+        label_tensor = self.labels_for(settings.n, labels)
+        tokens = (
+            self.weights(settings.ema)
+            .sample(
+                settings.n,
+                steps=settings.steps,
+                labels=label_tensor,
+                guidance=settings.guidance,
+                known=known,
+                seed=settings.seed,
+                sampler=settings.sampler,
+                temperature=settings.temperature,
+            )
+            .cpu()
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        items = self.codec.decode(tokens)
+        files = list(self.codec.write(items, out))
+        saved = {"tokens": tokens.contiguous()}
+        if label_tensor is not None:
+            saved["labels"] = label_tensor.long().contiguous()
+        save_file(saved, out / "tokens.safetensors")
+        protocol = {
+            "step": self.step,
+            "process": self.config.diffusion.process,
+            **settings.to_json(),
+            "fingerprint": self.spec.fingerprint,
+        }
+        write_json_atomic(out / "sample.json", protocol)
+        return SampleResult(tokens, label_tensor, items, files, out)
+
+    def evaluate(
+        self,
+        split: str = "test",
+        n_samples: int | None = None,
+        seed: int = 0,
+        max_sequences: int | None = 4096,
+        use_ema: bool | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+    ) -> dict[str, Any]:
+        """ELBO bits/token on a held-out split and the plugin's metrics on fresh samples;
+        writes `metrics.json` (see `lcmd_core.evaluation.evaluate`)."""
+        from .evaluation import evaluate
+
+        settings = SampleSettings.resolve(
+            self.config.sample,
+            self.model,
+            n=n_samples,
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            use_ema=use_ema,
+        )
+        return evaluate(self, split, settings, max_sequences)
+
+
+def load_run(path: str | Path, *, pm: Any = None) -> Run:
+    """Load a run directory at its latest checkpoint for sampling and evaluation: the model
+    with EMA weights (eval mode), the training weights, the fitted codec and the config."""
+    run_dir = RunDir(path)
+    config = read_config(run_dir)
+    plugin = get_plugin(config.data.plugin, pm)
+    shards = Path(config.data.shards) if config.data.shards else run_dir.shards_dir
+    prepared = load_prepared(plugin, config.data, run_dir.codec_dir, shards)
+    latest = run_dir.latest()
+    if latest is None:
+        raise RunError(f"{run_dir.path} has no checkpoint yet; train it first")
+    ckpt = load_weights(latest)
+    check_matches(latest, ckpt["state"], prepared.spec, config, run_dir)
+    device = resolve_device(config.train.device)
+    models = []
+    for weights in (ckpt["ema"], ckpt["model"]):
+        model = build_model(prepared.spec, config.model, config.diffusion, pm)
+        load_into(model, ckpt["model"] if weights is None else weights, latest, run_dir)
+        models.append(model.to(device).requires_grad_(False).eval())
+    return Run(
+        models[0],
+        prepared.codec,
+        config,
+        prepared.spec,
+        run_dir,
+        ckpt["step"],
+        training_model=models[1],
+        plugin=plugin,
+        prepared=prepared,
+        device=device,
+        autocast_dtype=autocast_dtype(config.train, device),
+    )
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
