@@ -36,14 +36,8 @@ from lcmd_core.model import LCMD
 from lcmd_core.objective import bayes_readout
 from lcmd_core.schedule import alpha_sigma_from_log_snr
 from lcmd_core.shards import TokenDataset
-from lcmd_core.sampling import Run
 
 LOG_SNRS = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0, 10.0)
-
-
-def shards_dir(run: Run) -> Path:
-    """The run's token shards: `data.shards` or its own `shards/`."""
-    return Path(run.config.data.shards) if run.config.data.shards else run.run_dir.shards_dir
 
 
 @torch.no_grad()
@@ -52,7 +46,10 @@ def probe(run_dir: Path, split: str, sequences: int, seed: int) -> dict:
     model = run.model
     if not isinstance(model, LCMD):
         raise SystemExit(f"probe.py: {run_dir} is a {model.process} run; the probe reads LCMD runs")
-    train, held = TokenDataset(shards_dir(run), "train"), TokenDataset(shards_dir(run), split)
+    train, held = (
+        TokenDataset(run.prepared.shards_dir, "train"),
+        TokenDataset(run.prepared.shards_dir, split),
+    )
     counts = torch.bincount(
         train.tokens(torch.arange(len(train))).flatten(), minlength=model.vocab_size
     )
@@ -105,7 +102,7 @@ def loss_variance(run_dir: Path, split: str, batches: int) -> dict:
     if warp is None:
         raise SystemExit(f"probe.py: {run_dir} was not trained with time_sampling=importance")
     warp.decay = 1.0 - 1e-12  # keep the fitted proposal fixed while measuring
-    held = TokenDataset(shards_dir(run), split)
+    held = TokenDataset(run.prepared.shards_dir, split)
     size = run.config.train.micro_batch_size or run.config.train.global_batch_size
     result: dict = {"run": str(run_dir), "split": split, "batches": batches, "batch": size}
     for name, proposal in (("uniform", None), ("importance", warp)):

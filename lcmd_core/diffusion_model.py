@@ -21,9 +21,13 @@ from .codec import check_positions
 from .config import DiffusionConfig, ModelConfig, check_process_options
 
 
-def _split_overrides(
-    type_name: str, overrides: dict[str, Any]
+def _configs(
+    type_name: str,
+    model: ModelConfig | None,
+    diffusion: DiffusionConfig | None,
+    overrides: dict[str, Any],
 ) -> tuple[ModelConfig, DiffusionConfig]:
+    """The model's sections: the given configs (or the defaults) with `overrides` on top."""
     model_keys, diff_keys = set(ModelConfig.model_fields), set(DiffusionConfig.model_fields)
     unknown = sorted(set(overrides) - model_keys - diff_keys)
     if unknown:
@@ -31,14 +35,20 @@ def _split_overrides(
             f"unknown {type_name} option {unknown[0]!r}; options are fields of ModelConfig "
             f"({', '.join(sorted(model_keys))}) or DiffusionConfig ({', '.join(sorted(diff_keys))})"
         )
+    model = model or ModelConfig()
+    diffusion = diffusion or DiffusionConfig(process=overrides.get("process", "continuous"))
+    model_over = {k: v for k, v in overrides.items() if k in model_keys}
+    diff_over = {k: v for k, v in overrides.items() if k in diff_keys}
     try:
-        model = ModelConfig(**{k: v for k, v in overrides.items() if k in model_keys})
-        diffusion = DiffusionConfig(**{k: v for k, v in overrides.items() if k in diff_keys})
+        if model_over:
+            model = ModelConfig(**{**model.model_dump(), **model_over})
+        if diff_over:
+            diffusion = DiffusionConfig(**{**diffusion.model_dump(), **diff_over})
     except ValidationError as err:
         first = err.errors()[0]
         raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     check_process_options(model, diffusion)
-    return model, diffusion
+    return model.model_copy(), diffusion.model_copy()
 
 
 class DiffusionModel(nn.Module):
@@ -57,9 +67,10 @@ class DiffusionModel(nn.Module):
         seq_len: int,
         *,
         num_classes: int = 0,
-        size: str = "tiny",
         token_shape: tuple[int, ...] | None = None,
         positions: Sequence[Sequence[int]] | None = None,
+        model: ModelConfig | None = None,
+        diffusion: DiffusionConfig | None = None,
         plugins: pluggy.PluginManager | None = None,
         **overrides: Any,
     ):
@@ -73,9 +84,10 @@ class DiffusionModel(nn.Module):
         token_shape = tuple(token_shape or (seq_len,))
         if math.prod(token_shape) != seq_len:
             raise ValueError(f"token_shape {token_shape} does not have seq_len={seq_len} positions")
-        overrides.setdefault("process", self.process)
-        self.model_config, self.diffusion_config = _split_overrides(
-            type(self).__name__, {"size": size, **overrides}
+        if diffusion is None:
+            overrides.setdefault("process", self.process)
+        self.model_config, self.diffusion_config = _configs(
+            type(self).__name__, model, diffusion, overrides
         )
         if self.diffusion_config.process != self.process:
             raise ValueError(

@@ -18,11 +18,12 @@ from .time_warp import TimeWarp
 class LCMD(DiffusionModel):
     """Latent consistency-matching diffusion over LongTensor[B, L] tokens in [0, vocab_size).
 
-    `LCMD(vocab_size, seq_len, num_classes=0, size="tiny", **overrides)` where overrides are any
-    field of `ModelConfig` (width, embed_dim, embed_norm, ...) or `DiffusionConfig` (shift,
-    drop_prob, cm_weight, ...). `token_shape` (default `(seq_len,)`) is the grid the tokens come
-    from, used by the sin-cos positional encodings; `positions` (one integer coordinate tuple per
-    token, see `TokenSpec.positions`) replaces the grid for tokens that come from none. This is
+    `LCMD(vocab_size, seq_len, num_classes=0, model=None, diffusion=None, **overrides)`: a
+    `ModelConfig` and a `DiffusionConfig` (default: theirs), with overrides on top — any field
+    of either (size, width, embed_dim, embed_norm, shift, drop_prob, cm_weight, ...).
+    `token_shape` (default `(seq_len,)`) is the grid the tokens come from, used by the sin-cos
+    positional encodings; `positions` (one integer coordinate tuple per token, see
+    `TokenSpec.positions`) replaces the grid for tokens that come from none. This is
     `diffusion.process=continuous`; `MaskedDiffusion` is the masked process on the same network.
     """
 

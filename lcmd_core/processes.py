@@ -27,7 +27,7 @@ def build_model(
         num_classes=spec.num_classes,
         token_shape=spec.token_shape,
         positions=spec.positions,
+        model=model,
+        diffusion=diffusion,
         plugins=plugins,
-        **model.model_dump(),
-        **diffusion.model_dump(),
     )

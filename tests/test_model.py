@@ -329,3 +329,25 @@ def test_readout_gate_memorises_the_toy_in_400_steps():
     """Measured (seeds 0/1): 0.86/0.89 with the gate at c = 5, 0.28/0.25 without."""
     match = toy_memorise().train({"output_prior_logsnr": 5.0}, steps=400, seed=0, every=400)
     assert match[400] >= 0.8
+
+
+def test_configs_given_directly_build_the_model_the_keywords_build():
+    from lcmd_core.config import DiffusionConfig, ModelConfig
+
+    model_cfg = ModelConfig(width=16, depth=1, heads=2, embed_dim=4)
+    diffusion_cfg = DiffusionConfig(shift=2.0, cm_weight=0.0)
+    torch.manual_seed(0)
+    direct = LCMD(9, 5, model=model_cfg, diffusion=diffusion_cfg)
+    torch.manual_seed(0)
+    keywords = LCMD(9, 5, width=16, depth=1, heads=2, embed_dim=4, shift=2.0, cm_weight=0.0)
+    assert direct.hparams() == keywords.hparams()
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(direct.state_dict().values(), keywords.state_dict().values(), strict=True)
+    )
+    over = LCMD(9, 5, model=model_cfg, diffusion=diffusion_cfg, width=32, shift=-1.0)
+    assert (over.model_config.width, over.model_config.depth) == (32, 1)
+    assert (over.diffusion_config.shift, over.diffusion_config.cm_weight) == (-1.0, 0.0)
+    assert model_cfg.width == 16  # the caller's config is not changed
+    with pytest.raises(ValueError, match="is the continuous process, not masked"):
+        LCMD(9, 5, diffusion=DiffusionConfig(process="masked"))
