@@ -21,6 +21,7 @@ _EXPORTS = {
     "Sampler": "sampler",
     "ShiftedCosineSchedule": "schedule",
     "hookimpl": "plugins",
+    "PLUGIN_API": "plugins",
     "Trainer": "trainer",
     "load_run": "sampling",
     "Run": "sampling",

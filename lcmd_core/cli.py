@@ -8,6 +8,7 @@ only for the commands that need it, so `lcmd plugins` and `--help` answer at onc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -119,7 +120,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `lcmd` argument parser with its five commands."""
+    """The `lcmd` argument parser and its commands."""
     parser = _Parser(
         prog="lcmd",
         description="Latent consistency-matching diffusion over discrete tokens.",
@@ -255,7 +256,36 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_no_progress(evaluate)
     evaluate.set_defaults(handler=_eval)
+    _add_plugin_author_commands(commands)
     return parser
+
+
+def _add_plugin_author_commands(commands: Any) -> None:
+    """`new-plugin` and `check-plugin`."""
+    new = commands.add_parser(
+        "new-plugin",
+        help="write a ready plugin package to start a new modality from",
+        description="Write an installable plugin package (entry point, codec, data set, tiny "
+        "preset, metric, tests using CodecConformance) that passes its own tests unchanged.",
+    )
+    new.add_argument("name", metavar="NAME", help="plugin name: lower-case letters, digits, _")
+    new.add_argument("--dir", metavar="D", help="where to write it (default: ./lcmd-NAME-plugin)")
+    new.set_defaults(handler=_new_plugin)
+    check = commands.add_parser(
+        "check-plugin",
+        help="check an installed plugin: conformance, then a tiny train → sample → eval",
+        description="Run the codec conformance checks on the plugin's default data set and "
+        "codec, then train its tiny preset, sample and evaluate in a scratch directory; one "
+        "line per check, exit 1 if any failed.",
+    )
+    check.add_argument("name", metavar="NAME", help="an installed plugin (see `lcmd plugins`)")
+    check.add_argument(
+        "--steps", type=_positive_int, metavar="N", help="training steps (default: the preset's)"
+    )
+    check.add_argument(
+        "--keep", metavar="DIR", help="train in DIR and keep it (default: a temporary directory)"
+    )
+    check.set_defaults(handler=_check_plugin)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -399,7 +429,12 @@ def _describe(plugin: Plugin) -> dict[str, Any]:
             for name, (_, description) in plugin.presets.items()
         ],
         "metrics": [
-            {"name": info.name, "description": info.description} for info in plugin.metrics.values()
+            {
+                "name": info.name,
+                "description": info.description,
+                "higher_is_better": info.higher_is_better or {},
+            }
+            for info in plugin.metrics.values()
         ],
         "backbones": [
             {"name": name, "description": (inspect.getdoc(factory) or "").partition("\n")[0]}
@@ -505,17 +540,32 @@ def _name(path: Path | None) -> str:
     return path.name if path is not None else "none"
 
 
-def _print_table(title: str, values: dict[str, Any]) -> None:
-    """Print `values` as a two-column rich table."""
+def _print_table(title: str, values: dict[str, Any], better: dict[str, bool] | None = None) -> None:
+    """Print `values` as a rich table; with `better` (key → higher is better), a third column
+    marks each value's better direction (↑ higher, ↓ lower, blank where the plugin says none)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("name", overflow="fold")  # a narrow terminal folds names, never cuts them
     table.add_column("value")
+    if better is not None:
+        table.add_column("better")
     for key, value in values.items():
-        _add_text_row(table, key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        cells = [key, f"{value:.4g}" if isinstance(value, float) else str(value)]
+        if better is not None:
+            cells.append({True: "↑", False: "↓"}.get(better.get(key), ""))
+        _add_text_row(table, *cells)
     Console().print(table)
+
+
+def _better_directions(plugin: Plugin) -> dict[str, bool]:
+    """Metric key → True where higher is better, as `lcmd eval` names the keys."""
+    directions = {"elbo_bits_per_token": False}
+    for name, info in plugin.metrics.items():
+        for key, higher in (info.higher_is_better or {}).items():
+            directions[f"{name}/{key}"] = higher
+    return directions
 
 
 def _load_run(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Run:
@@ -568,9 +618,40 @@ def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0
-    _print_table(f"{run.run_dir.path} ({args.split})", metrics)
+    _print_table(f"{run.run_dir.path} ({args.split})", metrics, _better_directions(run.plugin))
     print(f"written to {run.run_dir.path / 'metrics.json'}")
     return 0
+
+
+def _new_plugin(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    from lcmd_core.scaffold import new_plugin
+
+    if args.name in collect_plugins(pm if pm is not None else get_plugin_manager()):
+        raise CLIError(f"a plugin called {args.name!r} is already installed; choose another name")
+    out = new_plugin(args.name, Path(args.dir) if args.dir else None)
+    print(f"wrote plugin {args.name!r} to {out}")
+    print(f"next: pip install -e {shlex.quote(str(out))} && lcmd check-plugin {args.name}")
+    return 0
+
+
+def _check_plugin(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    import tempfile
+
+    from lcmd_core.plugin_check import check_plugin
+
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            work = Path(args.keep)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lcmd-check-")))
+        checks = check_plugin(
+            args.name, work, steps=args.steps, pm=pm, report=lambda c: print(c.line(), flush=True)
+        )
+    failed = [c for c in checks if c.status == "FAIL"]
+    skipped = sum(c.status == "skip" for c in checks)
+    passed = len(checks) - len(failed) - skipped
+    print(f"{len(checks)} checks: {passed} ok, {len(failed)} failed, {skipped} skipped")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

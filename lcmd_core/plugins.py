@@ -25,6 +25,10 @@ hookimpl = pluggy.HookimplMarker("lcmd")
 
 ENTRY_POINT_GROUP = "lcmd"
 LOAD_PLUGINS_ENV = "LCMD_LOAD_PLUGINS"
+# The plugin API this lcmd implements: the hooks, the info classes and the Codec protocol. A
+# plugin module says which it was written for with `LCMD_PLUGIN_API = N` (none: 1).
+PLUGIN_API = 1
+SUPPORTED_PLUGIN_APIS = range(1, PLUGIN_API + 1)
 
 CodecFactory = Callable[[dict[str, Any]], "Codec"]
 BackboneFactory = Callable[..., Any]  # (BackboneSpec) -> torch.nn.Module, see lcmd_core.backbone
@@ -137,6 +141,8 @@ class MetricInfo:
     name: str
     description: str
     compute: Callable[[list[Any], list[Any], Codec, MetricContext], dict[str, float]]
+    # metric key → True where higher is better: `lcmd eval` marks each value ↑ or ↓ by it and
+    # `lcmd plugins --json` lists it; keys left out get no mark
     higher_is_better: dict[str, bool] | None = None
 
 
@@ -301,7 +307,11 @@ def _registrar(plugin: Plugin, hook: str) -> Callable[..., None]:
 def collect_plugins(pm: pluggy.PluginManager) -> dict[str, Plugin]:
     """What each registered plugin provides, by plugin name, in registration order."""
     _check_pending(pm)
-    plugins = {name: Plugin(name) for name, obj in pm.list_name_plugin() if obj is not None}
+    plugins = {}
+    for name, obj in pm.list_name_plugin():
+        if obj is not None:
+            _check_api(name, getattr(obj, "LCMD_PLUGIN_API", 1))
+            plugins[name] = Plugin(name)
     for hook in _HOOKS:
         # One implementation at a time, so each registration is owned by the plugin that made it.
         for impl in getattr(pm.hook, hook).get_hookimpls():
@@ -312,6 +322,18 @@ def collect_plugins(pm: pluggy.PluginManager) -> dict[str, Plugin]:
             args = {"register": _registrar(plugins[impl.plugin_name], hook)}
             impl.function(*(args[a] for a in impl.argnames))
     return plugins
+
+
+def _check_api(name: str, api: object) -> None:
+    """Refuse a plugin written for a plugin API this lcmd does not implement."""
+    if type(api) is not int:
+        raise PluginError(f"plugin {name!r}: LCMD_PLUGIN_API must be an integer, got {api!r}")
+    if api not in SUPPORTED_PLUGIN_APIS:
+        fix = "upgrade lcmd-core" if api > PLUGIN_API else "upgrade the plugin"
+        raise PluginError(
+            f"plugin {name!r} is written for lcmd plugin API {api}; this lcmd implements "
+            f"{PLUGIN_API}; {fix} (or uninstall the plugin)"
+        )
 
 
 def get_plugin(name: str, pm: pluggy.PluginManager | None = None) -> Plugin:

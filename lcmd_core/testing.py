@@ -12,6 +12,9 @@ class TestCharsCodec(CodecConformance):
 `make_codec` fits `new_codec()` on `sample_items()` when the codec needs fitting, once per
 test; override it to fit on more data (cache an expensive fit yourself). Lossy codecs set
 `exact_round_trip = False` and a `round_trip_tolerance`, or override `assert_items_equal`.
+A codec that takes prompts (`PromptCodec`) lists some in `valid_prompts()` and, optionally,
+prompts it must refuse in `invalid_prompts()`. `lcmd check-plugin` runs the same checks on an
+installed plugin's default codec.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 import pytest
 import torch
 
-from lcmd_core.codec import Codec, TokenSpec
+from lcmd_core.codec import Codec, PromptCodec, TokenSpec
+from lcmd_core.plugins import PluginError
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -55,6 +59,14 @@ class CodecConformance:
     def sample_items(self) -> list[Any]:
         """A handful of items of the modality (more than one, not all alike)."""
         raise NotImplementedError(f"{type(self).__name__} must define sample_items()")
+
+    def valid_prompts(self) -> list[str]:
+        """Prompts a `PromptCodec` accepts for the codec `make_codec` returns."""
+        return []
+
+    def invalid_prompts(self) -> list[str]:
+        """Prompts a `PromptCodec` must refuse with a `PluginError` (too long, unknown symbols)."""
+        return []
 
     def make_codec(self) -> Codec:
         """The codec under test, fitted if it needs fitting."""
@@ -127,6 +139,33 @@ class CodecConformance:
         assert restored.name == codec.name
         assert restored.token_spec == codec.token_spec
         assert torch.equal(restored.encode(items), codec.encode(items))
+
+    def test_any_in_range_tokens_decode(self, codec: Codec) -> None:
+        spec = codec.token_spec
+        generator = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, spec.vocab_size, (4, spec.seq_len), generator=generator)
+        tokens[0] = 0
+        tokens[1] = spec.vocab_size - 1
+        decoded = codec.decode(tokens)  # what a sampler draws must always read back
+        assert len(decoded) == 4, f"decoded {len(decoded)} items from 4 token rows"
+
+    def test_prompt_tokens_contract(self, codec: Codec) -> None:
+        if not isinstance(codec, PromptCodec):
+            pytest.skip(f"codec {codec.name} takes no prompts")
+        prompts = self.valid_prompts()
+        assert prompts, "a codec that takes prompts lists some in valid_prompts()"
+        spec = codec.token_spec
+        for prompt in prompts:
+            known = codec.prompt_tokens(prompt, spec.seq_len)
+            assert isinstance(known, torch.Tensor) and known.dtype == torch.int64
+            assert tuple(known.shape) == (spec.seq_len,), f"{prompt!r}: shape {list(known.shape)}"
+            kept = known[known != -1]
+            assert bool(((kept >= 0) & (kept < spec.vocab_size)).all()), (
+                f"{prompt!r}: tokens outside -1 (free) and [0, {spec.vocab_size})"
+            )
+        for prompt in self.invalid_prompts():
+            with pytest.raises(PluginError):
+                codec.prompt_tokens(prompt, spec.seq_len)
 
     def test_write_creates_files(self, codec: Codec, items: list[Any], tmp_path: Path) -> None:
         decoded = codec.decode(codec.encode(items))

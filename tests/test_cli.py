@@ -472,3 +472,15 @@ def test_sample_and_eval_need_no_optimizer_state(trained: dict, tmp_path: Path) 
     # training further does need it, and says which file is missing
     again = ["train", "--plugin", "example", "--out", run, *FAST, "--resume"]
     assert_user_error(lcmd(*again), "optimizer.safetensors is missing")
+
+
+def test_eval_table_marks_the_better_direction(trained: dict, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, stdout, _ = lcmd("eval", trained["run"], "--n-samples", 2, "--steps", 2)
+    assert code == 0
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in
+            stdout.splitlines() if line.count("│") == 4}  # fmt: skip
+    assert rows["elbo_bits_per_token"] == "↓" and rows["elbo_bits_per_token_stderr"] == ""
+    assert rows["name_validity/valid_name_fraction"] == "↑"
+    listed = json.loads(lcmd("plugins", "--json")[1])["example"]["metrics"][0]
+    assert listed["higher_is_better"] == {"valid_name_fraction": True, "valid_word_fraction": True}

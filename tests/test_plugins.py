@@ -301,3 +301,29 @@ def test_conformance_suite_catches_a_batch_dependent_codec() -> None:
         suite.test_encoding_is_batch_size_invariant(ShuffledDigits(), items)
     with pytest.raises(AssertionError):
         suite.test_round_trip(ShuffledDigits(), items)
+
+
+def test_plugin_api_version_is_checked_at_load():
+    import types
+
+    from lcmd_core import PLUGIN_API
+
+    def plugin_with(api):
+        module = types.SimpleNamespace(LCMD_PLUGIN_API=api)
+        return collect_plugins(manager(future=module))
+
+    assert "future" in plugin_with(PLUGIN_API)
+    with pytest.raises(PluginError) as err:
+        plugin_with(PLUGIN_API + 1)
+    assert str(err.value) == (
+        f"plugin 'future' is written for lcmd plugin API {PLUGIN_API + 1}; this lcmd implements "
+        f"{PLUGIN_API}; upgrade lcmd-core (or uninstall the plugin)"
+    )
+    with pytest.raises(PluginError, match="upgrade the plugin"):
+        plugin_with(0)
+    with pytest.raises(PluginError, match="LCMD_PLUGIN_API must be an integer, got '1'"):
+        plugin_with("1")
+    assert all(
+        module.LCMD_PLUGIN_API == PLUGIN_API
+        for name, module in get_plugin_manager().list_name_plugin()
+    )  # every plugin of this repository says which API it is written for

@@ -16,6 +16,8 @@ from lcmd_example.metrics import name_validity
 if TYPE_CHECKING:
     from lcmd_example.codec import CharsCodec
 
+LCMD_PLUGIN_API = 1  # the lcmd plugin API this plugin is written for
+
 TINY = {
     "model": {"size": "tiny", "width": 64, "depth": 2, "heads": 2, "embed_dim": 16},
     "optim": {"lr": 1e-3, "warmup_steps": 50},

@@ -15,6 +15,8 @@ from lcmd_core.plugins import DatasetInfo, MetricInfo, PluginError, hookimpl
 if TYPE_CHECKING:
     from lcmd_graph.codec import AdjacencyCodec
 
+LCMD_PLUGIN_API = 1  # the lcmd plugin API this plugin is written for
+
 # Embedded sets: name → (description, max_nodes); the graphs are generated on first read.
 EMBEDDED = {
     "planar": ("SPECTRE planar: 200 Delaunay triangulations of 64 random points", 64),

@@ -27,6 +27,8 @@ from lcmd_image_vq.readers import (
     read_lsun,
 )
 
+LCMD_PLUGIN_API = 1  # the lcmd plugin API this plugin is written for
+
 AUGMENTATIONS = {"hflip": hflip}
 
 if TYPE_CHECKING:

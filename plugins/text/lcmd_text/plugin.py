@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from lcmd_text.bpe_codec import BPECodec
     from lcmd_text.char_codec import CharCodec
 
+LCMD_PLUGIN_API = 1  # the lcmd plugin API this plugin is written for
+
 _SMALL_MODEL = {
     "size": "tiny",
     "width": 64,

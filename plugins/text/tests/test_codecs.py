@@ -30,6 +30,12 @@ class TestCharCodec(CodecConformance):
     def sample_items(self) -> list[str]:
         return PLAY
 
+    def valid_prompts(self) -> list[str]:
+        return ["ROMEO:{gap:8}light", "{gap:4}Romeo"]
+
+    def invalid_prompts(self) -> list[str]:
+        return ["Z" * 97, "ROMEO{gap:100}", "{gap:3}"]
+
 
 @functools.cache
 def fitted_bpe() -> BPECodec:
@@ -47,6 +53,12 @@ class TestBPECodec(CodecConformance):
 
     def sample_items(self) -> list[str]:
         return PLAY
+
+    def valid_prompts(self) -> list[str]:
+        return ["ROMEO:{gap:8}light"]
+
+    def invalid_prompts(self) -> list[str]:
+        return ["{gap:200}x"]
 
 
 def text8_codec() -> CharCodec:
