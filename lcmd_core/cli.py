@@ -214,11 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="readout temperature; 0 takes the argmax (default: sample.temperature, else the "
         "process's: 0 for continuous, 1 for masked)",
     )
-    sample.add_argument(
+    prompting = sample.add_mutually_exclusive_group()
+    prompting.add_argument(
         "--prompt",
         metavar="TEXT",
         help="keep these tokens and generate the rest (prefix completion, infilling); the "
         "codec's prompt_tokens reads it, e.g. the text plugin's 'ROMEO:{gap:40}JULIET:'",
+    )
+    prompting.add_argument(
+        "--prompt-file",
+        metavar="F",
+        help="one prompt per sample: a text file, one prompt a line, or a .jsonl file of "
+        'strings or {"prompt": ...} objects; the sample count is the number of prompts',
     )
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sample.add_argument(
@@ -291,7 +298,9 @@ def _add_plugin_author_commands(commands: Any) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `prepare` and `train`: what to train on and how it is configured."""
     parser.add_argument(
-        "--plugin", required=True, metavar="P", help="plugin name (see `lcmd plugins`)"
+        "--plugin",
+        metavar="P",
+        help="plugin name (see `lcmd plugins`); with --resume, default: the run's config.json",
     )
     parser.add_argument(
         "--data",
@@ -443,10 +452,31 @@ def _describe(plugin: Plugin) -> dict[str, Any]:
     }
 
 
+def _plugin_of(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Plugin:
+    """`--plugin`; with `--resume --out RUN`, the plugin (and data set) RUN/config.json names."""
+    if args.plugin:
+        return get_plugin(args.plugin, pm)
+    saved = Path(args.out) / "config.json" if args.out else None
+    if not (getattr(args, "resume", False) and saved is not None and saved.is_file()):
+        raise CLIError(
+            "--plugin P is required (see `lcmd plugins`); --resume --out RUN takes it from "
+            "RUN/config.json"
+        )
+    try:
+        data = json.loads(saved.read_text(encoding="utf-8")).get("data", {})
+        plugin, dataset = data["plugin"], data["dataset"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as err:
+        raise CLIError(f"{saved} names no plugin and data set ({err}); pass --plugin") from None
+    if not isinstance(plugin, str) or not isinstance(dataset, str):
+        raise CLIError(f"{saved}: data.plugin and data.dataset must be names; pass --plugin")
+    args.data = args.data or dataset
+    return get_plugin(plugin, pm)
+
+
 def _prepare(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     from lcmd_core.trainer import Trainer
 
-    plugin = get_plugin(args.plugin, pm)
+    plugin = _plugin_of(args, pm)
     trainer = Trainer(_run_config(args, plugin), plugin=plugin, run_dir=args.out, pm=pm)
     prepared = trainer.prepare()
     spec = prepared.spec
@@ -485,7 +515,7 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
 
     if args.nproc > 1:
         return _torchrun(args)
-    plugin = get_plugin(args.plugin, pm)
+    plugin = _plugin_of(args, pm)
     trainer = Trainer(
         _run_config(args, plugin),
         plugin=plugin,
@@ -587,9 +617,47 @@ def _label(run: Run, text: str) -> int:
         raise CLIError(f"--label {text!r}: expected {known}") from None
 
 
+def _prompts(args: argparse.Namespace, n: int) -> list[str] | None:
+    """One prompt per sample: `--prompt` n times, or the prompts of `--prompt-file`."""
+    if args.prompt is not None:
+        return [args.prompt] * n
+    if args.prompt_file is None:
+        return None
+    path = Path(args.prompt_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CLIError(f"--prompt-file {path}: cannot read it ({err})") from None
+    prompts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CLIError(f"--prompt-file {path}:{number}: not JSON ({err})") from None
+            value = value.get("prompt") if isinstance(value, dict) else value
+            if not isinstance(value, str):
+                raise CLIError(
+                    f'--prompt-file {path}:{number}: expected a string or {{"prompt": ...}}'
+                )
+            line = value
+        prompts.append(line)
+    if not prompts:
+        raise CLIError(f"--prompt-file {path} holds no prompts")
+    if args.n and args.n != len(prompts):
+        raise CLIError(
+            f"--prompt-file {path} holds {len(prompts)} prompts but --n is {args.n}; drop --n "
+            "(one sample per prompt)"
+        )
+    return prompts
+
+
 def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
     run = _load_run(args, pm)
-    n = args.n or run.config.sample.num_samples
+    prompts = _prompts(args, args.n or run.config.sample.num_samples)
+    n = len(prompts) if prompts else args.n or run.config.sample.num_samples
     result = run.sample(
         n,
         steps=args.steps,
@@ -599,7 +667,7 @@ def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         seed=args.seed,
         temperature=args.temperature,
         use_ema=False if args.no_ema else None,
-        known=None if args.prompt is None else run.prompt(args.prompt, n),
+        prompts=prompts,
         out_dir=args.out,
     )
     print(f"wrote {len(result.items)} samples to {result.out_dir} (+ tokens.safetensors)")

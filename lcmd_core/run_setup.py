@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from .plugins import Plugin, get_plugin
 from .prepare import Prepared, load_prepared, prepare_data
 from .resume import resumed_config
 from .run_dir import RunDir, RunError
-from .run_guard import RunLockedError, run_lock
+from .run_guard import LOCK_FILE, RunLockedError, run_lock
 
 
 class RunSetup:
@@ -104,9 +105,23 @@ class RunSetup:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run directory's training lock; a second holder is refused with a RunError."""
+        """Hold the run directory's training lock; a second holder is refused with a RunError.
+
+        A run directory this lock created is removed again when the work inside fails before
+        writing anything into it: a failed start leaves no empty run directory behind.
+        """
+        created = not self.dir.path.exists()
         try:
             with run_lock(self.dir.path):
                 yield
         except RunLockedError as err:
             raise RunError(str(err)) from None
+        except BaseException:
+            if created and _holds_only_the_lock(self.dir.path):
+                shutil.rmtree(self.dir.path, ignore_errors=True)
+            raise
+
+
+def _holds_only_the_lock(path: Path) -> bool:
+    """No file in `path` (or below it) but the lock."""
+    return all(p.is_dir() or p.name == LOCK_FILE for p in path.rglob("*"))

@@ -7,6 +7,9 @@ run's config and the checkpoint's weights alone (the optimizer's files are never
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -125,12 +128,11 @@ class Run:
             return torch.full((n,), labels)
         return labels
 
-    def prompt(self, prompt: str, n: int) -> torch.Tensor:
-        """`LongTensor[n, L]` of the tokens a prompt keeps (−1 = free), from the run's codec."""
+    def prompt(self, prompt: str) -> torch.Tensor:
+        """`LongTensor[L]` of the tokens a prompt keeps (−1 = free), from the run's codec."""
         if not isinstance(self.codec, PromptCodec):
             raise RunError(f"--prompt: codec {self.codec.name} does not take prompts")
-        seq_len = self.spec.seq_len
-        return self.codec.prompt_tokens(prompt, seq_len).long().expand(n, seq_len).clone()
+        return self.codec.prompt_tokens(prompt, self.spec.seq_len).long()
 
     def sample(
         self,
@@ -144,10 +146,26 @@ class Run:
         temperature: float | None = None,
         use_ema: bool | None = None,
         known: torch.Tensor | None = None,
+        prompts: Sequence[str] | None = None,
         out_dir: str | Path | None = None,
     ) -> SampleResult:
         """Draw samples, decode them through the codec and write them with `tokens.safetensors`
-        and `sample.json` (default directory `samples/step-NNNNNNN-seed-S/`)."""
+        and `sample.json`.
+
+        `known` (`LongTensor[n, L]`, −1 = free) or `prompts` (one per sample, read by the
+        codec's `prompt_tokens`) fix tokens. The default directory is
+        `samples/step-NNNNNNN-seed-S/` (`…-prompts-HASH/` with prompts), suffixed `-2`, `-3`, …
+        rather than overwriting an earlier draw.
+        """
+        digest = None
+        if prompts is not None:
+            if known is not None:
+                raise RunError("give known tokens or prompts, not both")
+            if not prompts or (n is not None and n != len(prompts)):
+                raise RunError(f"one sample per prompt: {len(prompts)} prompts but n={n}")
+            n = len(prompts)
+            known = torch.stack([self.prompt(prompt) for prompt in prompts])
+            digest = hashlib.sha256(json.dumps(list(prompts)).encode()).hexdigest()
         settings = SampleSettings.resolve(
             self.config.sample,
             self.model,
@@ -159,8 +177,15 @@ class Run:
             seed=seed,
             use_ema=use_ema,
         )
-        default = self.run_dir.samples_dir / f"step-{self.step:07d}-seed-{seed}"
-        return self.draw(settings, labels, known, Path(out_dir) if out_dir else default)
+        name = f"step-{self.step:07d}-seed-{seed}" + (f"-prompts-{digest[:8]}" if digest else "")
+        out = Path(out_dir) if out_dir else _unused(self.run_dir.samples_dir / name)
+        extra = {}
+        if prompts is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            lines = "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in prompts)
+            (out / "prompts.jsonl").write_text(lines, encoding="utf-8")
+            extra["prompts"] = {"count": len(prompts), "sha256": digest, "file": "prompts.jsonl"}
+        return self.draw(settings, labels, known, out, extra)
 
     def draw(
         self,
@@ -168,8 +193,10 @@ class Run:
         labels: torch.Tensor | int | None,
         known: torch.Tensor | None,
         out: Path,
+        record: dict[str, Any] | None = None,
     ) -> SampleResult:
-        """Samples drawn with resolved `settings`, written to `out`."""
+        """Samples drawn with resolved `settings` (and `known` tokens), written to `out`;
+        `record` adds entries to sample.json."""
         label_tensor = self.labels_for(settings.n, labels)
         tokens = (
             self.weights(settings.ema)
@@ -197,6 +224,7 @@ class Run:
             "process": self.config.diffusion.process,
             **settings.to_json(),
             "fingerprint": self.spec.fingerprint,
+            **(record or {}),
         }
         write_json_atomic(out / "sample.json", protocol)
         return SampleResult(tokens, label_tensor, items, files, out)
@@ -259,6 +287,15 @@ def load_run(path: str | Path, *, pm: Any = None) -> Run:
         device=device,
         autocast_dtype=autocast_dtype(config.train, device),
     )
+
+
+def _unused(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`, … : the first that does not exist yet."""
+    candidate, k = path, 1
+    while candidate.exists():
+        k += 1
+        candidate = path.with_name(f"{path.name}-{k}")
+    return candidate
 
 
 def _or(value: Any, default: Any) -> Any:

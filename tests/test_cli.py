@@ -484,3 +484,26 @@ def test_eval_table_marks_the_better_direction(trained: dict, monkeypatch) -> No
     assert rows["name_validity/valid_name_fraction"] == "↑"
     listed = json.loads(lcmd("plugins", "--json")[1])["example"]["metrics"][0]
     assert listed["higher_is_better"] == {"valid_name_fraction": True, "valid_word_fraction": True}
+
+
+def test_resume_takes_the_plugin_and_data_set_from_the_run(trained: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    more = ["--max-steps", STEPS + 2, "--no-progress"]
+    code, stdout, err = lcmd("train", "--out", run, "--resume", *more)
+    assert code == 0 and f"(latest: step-{STEPS + 2:07d})" in stdout, err
+    assert_user_error(lcmd("train", "--resume", *more), "--plugin P is required")
+    assert_user_error(lcmd("train", "--out", tmp_path / "none", *more), "--plugin P is required")
+    (run / "config.json").write_text("[]")
+    assert_user_error(lcmd("train", "--out", run, "--resume", *more), "names no plugin")
+
+
+def test_failed_start_leaves_no_empty_run_directory(tmp_path: Path) -> None:
+    pytest.importorskip("lcmd_text")
+    run = tmp_path / "new"
+    args = ["train", "--plugin", "text", "--data", "text8", "--out", run, "--data-root", tmp_path]
+    code, _, err = lcmd(*args, "--max-steps", 1, "--no-progress")
+    assert code == 2 and "text8" in err, err
+    assert not run.exists()
+    run.mkdir()  # a directory the user made is left alone
+    assert lcmd(*args, "--max-steps", 1, "--no-progress")[0] == 2 and run.is_dir()

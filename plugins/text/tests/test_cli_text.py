@@ -158,3 +158,43 @@ def test_prepare_trains_a_bpe_tokenizer(tmp_path: Path) -> None:
     pad = codec.pad
     assert tokens.shape[1] == 64 and len(train) > 1
     assert not (tokens[:-1] == pad).any() and (tokens[-1] == pad).any()
+
+
+def test_prompt_file_gives_one_prompt_per_sample_in_a_directory_of_its_own(
+    run: Path, tmp_path: Path
+) -> None:
+    prompts = ["ROMEO:\n{gap:4}light", "JULIET:\n{gap:4}Romeo", "MERCUTIO:\n"]
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    code, out, err = lcmd("sample", run, "--prompt-file", jsonl)
+    assert code == 0 and "wrote 3 samples" in out, err
+    drawn = Path(out.split(" to ")[1].split(" (")[0])
+    assert drawn.parent == run / "samples" and "-prompts-" in drawn.name
+    texts = [p.read_text(encoding="utf-8") for p in sorted(drawn.glob("sample-*.txt"))]
+    assert [t.split("\n")[0] for t in texts] == ["ROMEO:", "JULIET:", "MERCUTIO:"]
+    record = json.loads((drawn / "sample.json").read_text())
+    assert record["prompts"]["count"] == 3 and len(record["prompts"]["sha256"]) == 64
+    kept = [
+        json.loads(line)["prompt"] for line in (drawn / "prompts.jsonl").read_text().splitlines()
+    ]
+    assert kept == prompts
+    again = lcmd("sample", run, "--prompt-file", jsonl)[1]  # the same draw again: a new directory
+    assert Path(again.split(" to ")[1].split(" (")[0]).name == f"{drawn.name}-2"
+
+    lines = tmp_path / "prompts.txt"
+    lines.write_text("ROMEO:\nJULIET:\n")  # text: one prompt a line
+    code, out, _ = lcmd("sample", run, "--prompt-file", lines, "--out", tmp_path / "two")
+    assert code == 0 and "wrote 2 samples" in out
+    assert_user_error(lcmd("sample", run, "--prompt-file", lines, "--n", 5), "holds 2 prompts")
+    jsonl.write_text('{"prompt": 3}\n')
+    assert_user_error(lcmd("sample", run, "--prompt-file", jsonl), f"{jsonl}:1: expected a string")
+    both = ["--prompt", "ROMEO:", "--prompt-file", lines]
+    assert lcmd("sample", run, *both)[0] == 2
+
+
+def test_sampling_again_never_overwrites_the_training_preview(run: Path) -> None:
+    preview = sorted((run / "samples").glob("step-*-seed-0"))[0]
+    before = (preview / "tokens.safetensors").read_bytes()
+    code, out, _ = lcmd("sample", run, "--steps", 2)
+    assert code == 0 and f"{preview.name}-" in out
+    assert (preview / "tokens.safetensors").read_bytes() == before
