@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--codec", help="codec to use (default: the data set's default codec); sets data.codec"
     )
-    prepare.set_defaults(handler=_prepare)
+    prepare.set_defaults(handler=_prepare, command="prepare")
 
     train = commands.add_parser(
         "train",
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="data-parallel processes on this machine (one per GPU); starts torchrun for you",
     )
     _add_no_progress(train)
-    train.set_defaults(handler=_train)
+    train.set_defaults(handler=_train, command="train")
 
     sample = commands.add_parser(
         "sample",
@@ -459,8 +459,8 @@ def _plugin_of(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Plu
     saved = Path(args.out) / "config.json" if args.out else None
     if not (getattr(args, "resume", False) and saved is not None and saved.is_file()):
         raise CLIError(
-            "--plugin P is required (see `lcmd plugins`); --resume --out RUN takes it from "
-            "RUN/config.json"
+            f"the following arguments are required: --plugin (see `lcmd {args.command} --help`); "
+            "--resume --out RUN takes it from RUN/config.json"
         )
     try:
         data = json.loads(saved.read_text(encoding="utf-8")).get("data", {})

@@ -492,8 +492,8 @@ def test_resume_takes_the_plugin_and_data_set_from_the_run(trained: dict, tmp_pa
     more = ["--max-steps", STEPS + 2, "--no-progress"]
     code, stdout, err = lcmd("train", "--out", run, "--resume", *more)
     assert code == 0 and f"(latest: step-{STEPS + 2:07d})" in stdout, err
-    assert_user_error(lcmd("train", "--resume", *more), "--plugin P is required")
-    assert_user_error(lcmd("train", "--out", tmp_path / "none", *more), "--plugin P is required")
+    assert_user_error(lcmd("train", "--resume", *more), "required: --plugin")
+    assert_user_error(lcmd("train", "--out", tmp_path / "none", *more), "required: --plugin")
     (run / "config.json").write_text("[]")
     assert_user_error(lcmd("train", "--out", run, "--resume", *more), "names no plugin")
 
