@@ -259,6 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         help="classifier-free guidance weight (default: the run's sample.guidance)",
     )
+    evaluate.add_argument(
+        "--task",
+        choices=("generate", "infill"),
+        default="generate",
+        help="generate: ELBO + metrics on fresh samples (default); infill: hide a share of each "
+        "held-out item's positions, regenerate them, report their accuracy + the metrics",
+    )
+    evaluate.add_argument(
+        "--hide",
+        type=_non_negative_float,
+        default=0.5,
+        metavar="SHARE",
+        help="--task infill: share of each item's positions hidden (default: 0.5)",
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_no_progress(evaluate)
@@ -682,6 +696,8 @@ def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         seed=args.seed,
         steps=args.steps,
         guidance=args.guidance,
+        task=args.task,
+        hide=args.hide,
     )
     if args.json:
         print(json.dumps(metrics, indent=2))

@@ -238,11 +238,16 @@ class Run:
         use_ema: bool | None = None,
         steps: int | None = None,
         guidance: float | None = None,
+        task: str = "generate",
+        hide: float = 0.5,
     ) -> dict[str, Any]:
-        """ELBO bits/token on a held-out split and the plugin's metrics on fresh samples;
-        writes `metrics.json` (see `lcmd_core.evaluation.evaluate`)."""
-        from .evaluation import evaluate
+        """`task="generate"`: ELBO bits/token on a held-out split and the plugin's metrics on
+        fresh samples; `task="infill"`: the split's items with a share `hide` of positions
+        regenerated (`n_samples` items). Writes `metrics.json` (see `lcmd_core.evaluation`)."""
+        from .evaluation import TASKS, evaluate, evaluate_infill
 
+        if task not in TASKS:
+            raise RunError(f"task {task!r}: expected one of {', '.join(TASKS)}")
         settings = SampleSettings.resolve(
             self.config.sample,
             self.model,
@@ -252,6 +257,8 @@ class Run:
             seed=seed,
             use_ema=use_ema,
         )
+        if task == "infill":
+            return evaluate_infill(self, split, settings, hide)
         return evaluate(self, split, settings, max_sequences)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from safetensors.torch import load_file
 from lcmd_core.cli import main
 from lcmd_core.config import ConfigError, apply_overrides, parse_override, resolve_config
 from lcmd_core.plugins import DataNotFoundError, DatasetInfo, get_plugin_manager, hookimpl
+from lcmd_core.shards import TokenDataset
 
 example_plugin = pytest.importorskip("lcmd_example.plugin", reason="needs the example plugin")
 
@@ -507,3 +509,27 @@ def test_failed_start_leaves_no_empty_run_directory(tmp_path: Path) -> None:
     assert not run.exists()
     run.mkdir()  # a directory the user made is left alone
     assert lcmd(*args, "--max-steps", 1, "--no-progress")[0] == 2 and run.is_dir()
+
+
+def test_eval_infill_scores_regenerated_positions(trained: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    assert lcmd("eval", run, "--n-samples", 2, "--steps", 2, "--json")[0] == 0
+    code, stdout, err = lcmd(
+        "eval", run, "--task", "infill", "--hide", 0.25, "--n-samples", 6, "--steps", 2, "--json"
+    )
+    assert code == 0, err
+    metrics = json.loads(stdout)
+    assert 0 <= metrics["infill/accuracy"] <= 1 and "name_validity/valid_name_fraction" in metrics
+    written = json.loads((run / "metrics.json").read_text())
+    protocol = written["protocol"]
+    assert protocol["task"] == "infill" and protocol["items"] == 6
+    assert (protocol["hidden_share"], protocol["hidden_per_item"]) == (0.25, 8)  # of 32 positions
+    assert set(written["tasks"]) == {"generate", "infill"}  # the generation result is kept
+    tokens = load_file(run / "samples" / f"infill-{STEPS:07d}" / "tokens.safetensors")["tokens"]
+    held = TokenDataset(run / "shards", "test").tokens(torch.arange(6))
+    assert ((tokens == held).sum(1) >= 32 - 8).all()  # the kept positions are the item's own
+    again = json.loads(lcmd("eval", run, "--task", "infill", "--hide", 0.25, "--n-samples", 6,
+                            "--steps", 2, "--json")[1])  # fmt: skip
+    assert again == metrics  # a fixed, seeded draw of hidden positions
+    assert_user_error(lcmd("eval", run, "--task", "infill", "--hide", 1.5), "must lie in (0, 1]")
