@@ -167,7 +167,8 @@ class Plugin:
         """A new (unfitted) codec from the factory registered as `name`."""
         if name not in self.codecs:
             raise _unknown("codec", name, self.name, list(self.codecs))
-        codec = self.codecs[name](dict(options or {}))
+        factory = self.codecs[name]
+        codec = factory(dict(options or {}))
         missing = [m for m in _CODEC_MEMBERS if not _has_static(codec, m)]
         if missing:
             raise PluginError(
