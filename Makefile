@@ -44,7 +44,7 @@ $(STAMP): pyproject.toml examples/lcmd-example-plugin/pyproject.toml $(PLUGIN_PR
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) \
 	  "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install -e '.[dev,docs]'
+	$(BIN)/python -m pip install -e '.[dev,docs,tensorboard,report]'
 	$(BIN)/python -m pip install $(foreach dir,$(PLUGIN_DIRS),-e $(dir))
 	# The graph plugin's molecules extra (RDKit, fcd's ChemNet) and QM9, a data file of qm9pack.
 	$(BIN)/python -m pip install -e 'plugins/graph[molecules]'

@@ -277,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_no_progress(evaluate)
     evaluate.set_defaults(handler=_eval)
+    report = commands.add_parser(
+        "report",
+        help="plot a run's training records and write a one-page HTML report",
+        description="PNG plots of the loss terms, ELBO, collapse diagnostics, learning rate and "
+        "throughput against the step, and index.html with them, the latest samples and "
+        "metrics.json (needs matplotlib: pip install 'lcmd-core[report]').",
+    )
+    report.add_argument("run", metavar="RUN", help="run directory written by `lcmd train`")
+    report.add_argument("--out", metavar="DIR", help="where to write it (default: RUN/report)")
+    report.set_defaults(handler=_report)
     _add_plugin_author_commands(commands)
     return parser
 
@@ -704,6 +714,14 @@ def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         return 0
     _print_table(f"{run.run_dir.path} ({args.split})", metrics, _better_directions(run.plugin))
     print(f"written to {run.run_dir.path / 'metrics.json'}")
+    return 0
+
+
+def _report(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
+    from lcmd_core.report import write_report
+
+    page = write_report(args.run, args.out)
+    print(f"wrote {page} and its plots in {page.parent}")
     return 0
 
 

@@ -152,6 +152,11 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
     strategy: Literal["ddp", "fsdp"] = "ddp"
+    log_to: list[Literal["tensorboard"]] = Field(
+        default_factory=list,
+        description="loggers besides metrics.jsonl: tensorboard (RUN/tensorboard, needs the "
+        "tensorboard package)",
+    )
 
 
 class SampleConfig(_Strict):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import distributed, sharding
-from .checkpoint import append_metrics, restore_rng, save_checkpoint
+from .checkpoint import restore_rng, save_checkpoint
 from .codec import Codec, TokenSpec
 from .config import RunConfig
 from .device import autocast, autocast_dtype, resolve_device
@@ -33,6 +33,7 @@ from .run_guard import StopRequest, stop_requests
 from .run_setup import RunSetup
 from .sampling import Run, SampleResult
 from .shards import BatchOrder, TokenDataset, check_compatible
+from .tracking import RunLog
 
 OnStep = Callable[["Trainer", dict[str, float]], None]
 
@@ -109,10 +110,7 @@ class Trainer:
 
     @classmethod
     def from_run(cls, path: str | Path, *, progress: bool = True, pm: Any = None) -> Trainer:
-        """An existing run directory at its latest checkpoint, to train further.
-
-        Sampling or evaluating a finished run needs no optimizer: use `load_run`.
-        """
+        """A run directory at its latest checkpoint, to train further (`load_run` to sample)."""
         config = read_config(RunDir(path))
         trainer = cls(config, run_dir=path, resume=True, progress=progress, pm=pm)
         trainer.setup.load_codec()
@@ -294,7 +292,8 @@ class Trainer:
         )
         record: dict[str, float] = {}
         tokens_per_step = cfg.train.global_batch_size * self.spec.seq_len
-        with training_progress(total, self.step, self.progress) as advance:
+        log = RunLog(self.run, cfg.train.log_to, enabled=self.world.is_main)
+        with training_progress(total, self.step, self.progress) as advance, log:
             while self.step < total:
                 started = time.perf_counter()
                 values = self._train_step(train_set, micro, accum, total)
@@ -310,15 +309,15 @@ class Trainer:
                     diagnostics = self._diagnostics()
                     record = {"step": self.step, **values, "tokens_per_s": tokens_per_s}
                     record.update({f"embed/{k}": v for k, v in diagnostics.items()})
-                    if self.world.is_main:
-                        append_metrics(self.run.metrics_path, record)
+                    log.record(record)
                 if self.step % cfg.train.checkpoint_every == 0 or last:
                     self._save()
                 preview = cfg.train.sample_every and self.step % cfg.train.sample_every == 0
                 if preview and self.sharded:
                     self._eval_copies = self._gather_eval_copies()
                 if preview and self.world.is_main:
-                    self.sample(out_dir=self.run.samples_dir / f"preview-{self.step:07d}")
+                    drawn = self.sample(out_dir=self.run.samples_dir / f"preview-{self.step:07d}")
+                    log.preview(self.step, drawn.out_dir)
                 if self.world.is_main:
                     advance(self.step, values, tokens_per_s)
                 self._stop_if(signum)
