@@ -575,10 +575,14 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
             )
         return 128 + signum
     if trainer.world.is_main:
-        preview = trainer.sample()
+        # The closing preview, beside the ones of train.sample_every (unless one was drawn at
+        # this step already); `lcmd sample` draws into samples/step-NNNNNNN-seed-S/.
+        preview = run.samples_dir / f"preview-{trainer.step:07d}"
+        if not (preview / "sample.json").is_file():
+            trainer.sample(out_dir=preview)
         print(f"run          {run.path}")
         print(f"checkpoints  {run.checkpoints_dir} (latest: {_name(run.latest())})")
-        print(f"samples      {preview.out_dir}")
+        print(f"samples      {preview}")
         print(f"metrics      {run.metrics_path}")
         if final:
             _print_table("final", final)

@@ -101,7 +101,7 @@ def test_prepare_train_sample_eval_end_to_end(trained: dict, tmp_path: Path, mon
     assert json.loads((run / "config.json").read_text())["model"]["width"] == 32
     assert (run / "checkpoints" / f"step-{STEPS:07d}" / "model.safetensors").is_file()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == STEPS
-    assert (run / "samples" / f"step-{STEPS:07d}-seed-0" / "tokens.safetensors").is_file()
+    assert (run / "samples" / f"preview-{STEPS:07d}" / "tokens.safetensors").is_file()
 
     out = tmp_path / "drawn"
     code, stdout, _ = lcmd(

@@ -193,8 +193,13 @@ def test_prompt_file_gives_one_prompt_per_sample_in_a_directory_of_its_own(
 
 
 def test_sampling_again_never_overwrites_the_training_preview(run: Path) -> None:
-    preview = sorted((run / "samples").glob("step-*-seed-0"))[0]
+    preview = sorted((run / "samples").glob("preview-*"))[-1]
     before = (preview / "tokens.safetensors").read_bytes()
-    code, out, _ = lcmd("sample", run, "--steps", 2)
-    assert code == 0 and f"{preview.name}-" in out
+    drawn = []
+    for _ in range(2):
+        code, out, _ = lcmd("sample", run, "--steps", 2)
+        assert code == 0
+        drawn.append(Path(out.split(" to ")[1].split(" (")[0]).name)
+    step = preview.name.removeprefix("preview-")
+    assert drawn == [f"step-{step}-seed-0", f"step-{step}-seed-0-2"]
     assert (preview / "tokens.safetensors").read_bytes() == before
