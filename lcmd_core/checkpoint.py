@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .readback import CheckpointRecord, OptimizerRecord, check_schema, confined, read_json
 from .run_dir import RunDir
 
 FORMAT_VERSION = 1
@@ -117,12 +118,23 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     record = _verified_record(path, None)
-    optimizer_json = _read_json(path / "optimizer.json")
+    optimizer_path = path / "optimizer.json"
+    optimizer_json = check_schema(
+        OptimizerRecord, _read_json(optimizer_path), optimizer_path, CheckpointError, _fix(path)
+    )
     optimizer_tensors = _load_tensors(path / "optimizer.safetensors")
-    optimizer = {
-        "state": {key: _unpack(value, optimizer_tensors) for key, value in optimizer_json["state"]},
-        "param_groups": _unpack(optimizer_json["param_groups"], optimizer_tensors),
-    }
+    try:
+        optimizer = {
+            "state": {
+                key: _unpack(value, optimizer_tensors) for key, value in optimizer_json.state
+            },
+            "param_groups": _unpack(optimizer_json.param_groups, optimizer_tensors),
+        }
+    except KeyError as err:
+        raise CheckpointError(
+            f"{optimizer_path} refers to tensor {err} that optimizer.safetensors lacks; "
+            f"{_fix(path)}"
+        ) from None
     return {**_weights(path, record), "optimizer": optimizer, "rng": record["rng"]}
 
 
@@ -138,23 +150,29 @@ WEIGHT_FILES = ("model.safetensors", "ema.safetensors")
 
 def _verified_record(path: Path, names: tuple[str, ...] | None) -> dict[str, Any]:
     """`state.json` of a checkpoint, after checking the files it lists (`names` of them only)."""
-    record = _read_json(path / "state.json")
-    if record.get("format_version") != FORMAT_VERSION:
+    record_path = path / "state.json"
+    raw = _read_json(record_path)
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path / 'state.json'} has checkpoint format version {record.get('format_version')}, "
+            f"{record_path} has checkpoint format version {version}, "
             f"this lcmd reads version {FORMAT_VERSION}; resume with a matching lcmd version"
         )
-    for name, digest in record["files"].items():
+    record = check_schema(CheckpointRecord, raw, record_path, CheckpointError, _fix(path))
+    needed = {"model.safetensors", *(["optimizer.safetensors"] if names is None else [])}
+    if missing := sorted(needed - set(record.files)):
+        raise CheckpointError(f"{record_path} lists no {missing[0]}; {_fix(path)}")
+    for name, digest in record.files.items():
+        file = confined(path, name, CheckpointError, _fix(path))
         if names is not None and name not in names:
             continue
-        file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint file {file} is missing; {_fix(path)}")
         if sha256_file(file) != digest:
             raise CheckpointError(
                 f"checkpoint file {file} is corrupt (checksum mismatch); {_fix(path)}"
             )
-    return record
+    return record.model_dump()
 
 
 def _weights(path: Path, record: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +198,24 @@ def capture_rng() -> dict[str, Any]:
     }
 
 
-def restore_rng(state: dict[str, Any]) -> None:
-    """Set the global generators to a `capture_rng()` state."""
+def restore_rng(state: dict[str, Any], source: Path | None = None) -> None:
+    """Set the global generators to a `capture_rng()` state; a malformed one (from `source`)
+    is a CheckpointError and leaves them as they were."""
+    saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    try:
+        _set_rng(state)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as err:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.set_rng_state(saved[2])
+        where = f"{source}: " if source else ""
+        fix = f"; {_fix(source.parent)}" if source else ""
+        raise CheckpointError(
+            f"{where}malformed RNG state ({type(err).__name__}: {err}){fix}"
+        ) from None
+
+
+def _set_rng(state: dict[str, Any]) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     name, keys, pos, has_gauss, cached = state["numpy"]
@@ -298,12 +332,12 @@ def _read_json(path: Path) -> Any:
             f"no checkpoint at {path.parent} ({path.name} missing); pass a checkpoint "
             "directory such as checkpoints/step-0001000"
         )
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    value = read_json(path, CheckpointError, _fix(path.parent))
+    if not isinstance(value, dict):
         raise CheckpointError(
-            f"checkpoint file {path} is corrupt ({error}); {_fix(path.parent)}"
-        ) from None
+            f"{path} holds a {type(value).__name__}, not a record; {_fix(path.parent)}"
+        )
+    return value
 
 
 def _fix(checkpoint: Path) -> str:

@@ -7,17 +7,20 @@ complete checkpoint, and metric records logged after it are dropped.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import sharding
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, restore_rng
 from .codec import TokenSpec
 from .config import RunConfig, validate_config
 from .ema import EMA
+from .readback import TrainingState, check_schema
 from .run_dir import RunDir, RunError
+from .shards import BatchOrder
 
 
 def read_config(run: RunDir) -> RunConfig:
@@ -45,7 +48,11 @@ def resumed_config(run: RunDir, requested: RunConfig) -> RunConfig:
 def check_matches(
     checkpoint: Path, state: dict[str, Any], spec: TokenSpec, config: RunConfig, run: RunDir
 ) -> None:
-    """Refuse a checkpoint trained with another codec or diffusion process than the run's."""
+    """Refuse a checkpoint trained with another codec or diffusion process than the run's (or
+    whose training state is malformed)."""
+    check_schema(
+        TrainingState, state, checkpoint / "state.json", CheckpointError, _delete(checkpoint)
+    )
     saved_fp = state.get("fingerprint")
     if saved_fp != spec.fingerprint:
         raise CheckpointError(
@@ -105,18 +112,48 @@ def restore_training(
     return {**state, "step": ckpt["step"], "rng": ckpt["rng"]}
 
 
-def trim_metrics(path: Path, step: int) -> None:
-    """Drop the records of `metrics.jsonl` logged after `step` (the checkpoint resumed from)."""
+def restore_position(state: dict[str, Any], order: BatchOrder, checkpoint: Path) -> None:
+    """Put the data order and the global RNGs where `checkpoint` (its restored `state`) was."""
+    source = checkpoint / "state.json"
+    # Checkpoints written before the rename keep the batch order under "sampler".
+    position = state.get("batch_order", state.get("sampler"))
+    try:
+        if position:
+            order.load_state_dict(position)
+    except ValueError as err:
+        fix = _delete(checkpoint)
+        raise CheckpointError(
+            f"{source}: the data position does not fit the shards ({err}); {fix}"
+        ) from None
+    restore_rng(state["rng"], source)
+
+
+def trim_metrics(path: Path, step: int, warn: Callable[[str], None]) -> None:
+    """Drop the records of `metrics.jsonl` logged after `step` (the checkpoint resumed from),
+    and lines that are not records (a torn last line of a killed run), telling `warn`."""
     if not path.is_file():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
-    ]
+    kept, torn = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            torn += bool(line.strip())
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step", 0), int):
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        else:
+            torn += 1
+    if torn:
+        warn(f"dropped {torn} unreadable line(s) of {path} (a torn write of a killed run)")
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     tmp.replace(path)
+
+
+def _delete(checkpoint: Path) -> str:
+    return f"delete {checkpoint} to resume from the previous checkpoint"
 
 
 def _misfit(checkpoint: Path, run: RunDir, err: Exception) -> CheckpointError:

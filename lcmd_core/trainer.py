@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import distributed, sharding
-from .checkpoint import restore_rng, save_checkpoint
+from .checkpoint import save_checkpoint
 from .codec import Codec, TokenSpec
 from .config import RunConfig
 from .device import autocast, autocast_dtype, resolve_device
@@ -27,7 +27,7 @@ from .plugins import Plugin
 from .prepare import Prepared
 from .processes import build_model
 from .progress import training_progress
-from .resume import read_config, restore_training, trim_metrics
+from .resume import read_config, restore_position, restore_training, trim_metrics
 from .run_dir import RunDir, RunError
 from .run_guard import StopRequest, stop_requests
 from .run_setup import RunSetup
@@ -263,12 +263,8 @@ class Trainer:
             torch.manual_seed(self.config.train.seed)
             return
         if self.world.is_main:  # rank 0 alone writes the metrics file
-            trim_metrics(self.run.metrics_path, self.step)
-        # Checkpoints written before the rename keep the batch order under "sampler".
-        order = resumed.get("batch_order", resumed.get("sampler"))
-        if order:
-            self.batch_order.load_state_dict(order)
-        restore_rng(resumed["rng"])
+            trim_metrics(self.run.metrics_path, self.step, lambda m: print(f"lcmd: warning: {m}"))
+        restore_position(resumed, self.batch_order, self.run.step_dir(self.step))
         self._log(f"resuming {self.run.path} from step {self.step}")
 
     def _fit(self, stop: StopRequest) -> dict[str, float]:
