@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from lcmd_core.config import (
+    MAX_SAMPLE_STEPS,
+    MAX_SAMPLES,
+    MAX_STEPS,
     ConfigError,
     RunConfig,
     apply_overrides,
@@ -97,14 +100,35 @@ def main(argv: Sequence[str] | None = None, *, pm: pluggy.PluginManager | None =
         return 2
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
+def _positive_int(text: str, limit: int = MAX_STEPS) -> int:
+    """argparse type: an integer from 1 to `limit`."""
     try:
-        value = int(text)
+        value = int(text) if len(text) < 20 else 0
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if not 1 <= value <= limit:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {text[:40]!r} (at most {limit:,})"
+        )
+    return value
+
+
+def _samples(text: str) -> int:
+    return _positive_int(text, MAX_SAMPLES)
+
+
+def _sample_steps(text: str) -> int:
+    return _positive_int(text, MAX_SAMPLE_STEPS)
+
+
+def _seed(text: str) -> int:
+    """argparse type: a seed torch takes, in [-2⁶³, 2⁶⁴)."""
+    try:
+        value = int(text) if len(text) < 25 else 2**64
+    except ValueError:
+        value = 2**64
+    if not -(2**63) <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected a seed in [-2**63, 2**64), got {text[:40]!r}")
     return value
 
 
@@ -184,12 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("run", metavar="RUN", help="run directory written by `lcmd train`")
     sample.add_argument(
         "--n",
-        type=_positive_int,
+        type=_samples,
         metavar="N",
         help="number of samples (default: sample.num_samples)",
     )
     sample.add_argument(
-        "--steps", type=_positive_int, metavar="S", help="sampling steps (default: sample.steps)"
+        "--steps", type=_sample_steps, metavar="S", help="sampling steps (default: sample.steps)"
     )
     sample.add_argument(
         "--sampler",
@@ -227,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one prompt per sample: a text file, one prompt a line, or a .jsonl file of "
         'strings or {"prompt": ...} objects; the sample count is the number of prompts',
     )
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     sample.add_argument(
         "--out", metavar="DIR", help="output directory (default: inside RUN/samples)"
     )
@@ -247,12 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", help="held-out split to score (default: test)")
     evaluate.add_argument(
         "--n-samples",
-        type=_positive_int,
+        type=_samples,
         metavar="N",
         help="samples drawn for the plugin's metrics (default: the run's sample.num_samples)",
     )
     evaluate.add_argument(
-        "--steps", type=_positive_int, help="sampling steps (default: the run's sample.steps)"
+        "--steps", type=_sample_steps, help="sampling steps (default: the run's sample.steps)"
     )
     evaluate.add_argument(
         "--guidance",
@@ -273,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SHARE",
         help="--task infill: share of each item's positions hidden (default: 0.5)",
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    evaluate.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_no_progress(evaluate)
     evaluate.set_defaults(handler=_eval)
@@ -489,7 +513,7 @@ def _plugin_of(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Plu
     try:
         data = json.loads(saved.read_text(encoding="utf-8")).get("data", {})
         plugin, dataset = data["plugin"], data["dataset"]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError) as err:
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError) as err:
         raise CLIError(f"{saved} names no plugin and data set ({err}); pass --plugin") from None
     if not isinstance(plugin, str) or not isinstance(dataset, str):
         raise CLIError(f"{saved}: data.plugin and data.dataset must be names; pass --plugin")

@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 CONFIG_VERSION = 1
 
 
+MAX_SAMPLES = 1_000_000  # samples one `lcmd sample` or `lcmd eval` may ask for
+MAX_SAMPLE_STEPS = 100_000  # sampling steps
+MAX_STEPS = 10**9  # training steps
+
+
 class ConfigError(ValueError):
     """A configuration value, file or override is invalid; the message is for the user."""
 
@@ -25,12 +30,12 @@ class ModelConfig(_Strict):
     """The denoiser and the token embeddings."""
 
     size: Literal["tiny", "S", "B", "L"] = "tiny"
-    width: int | None = Field(None, gt=0, description="overrides the size's width")
-    depth: int | None = Field(None, gt=0, description="overrides the size's depth")
-    heads: int | None = Field(None, gt=0, description="overrides the size's heads")
-    mlp_ratio: float = Field(4.0, gt=0)
+    width: int | None = Field(None, gt=0, le=2**16, description="overrides the size's width")
+    depth: int | None = Field(None, gt=0, le=1024, description="overrides the size's depth")
+    heads: int | None = Field(None, gt=0, le=1024, description="overrides the size's heads")
+    mlp_ratio: float = Field(4.0, gt=0, le=64)
     dropout: float = Field(0.0, ge=0, lt=1)
-    embed_dim: int = Field(64, gt=0, description="D, the token embedding width")
+    embed_dim: int = Field(64, gt=0, le=2**16, description="D, the token embedding width")
     embed_norm: Literal["none", "l2", "l2_scaled"] = "none"
     embed_scale: float = Field(
         1.0,
@@ -139,10 +144,12 @@ class DataConfig(_Strict):
 class TrainConfig(_Strict):
     """Loop length, batch, logging and checkpoint cadence."""
 
-    max_steps: int = Field(1000, gt=0)
-    global_batch_size: int = Field(64, gt=0)
-    micro_batch_size: int | None = Field(None, gt=0, description="per device; default: all")
-    seed: int = 0
+    max_steps: int = Field(1000, gt=0, le=MAX_STEPS)
+    global_batch_size: int = Field(64, gt=0, le=2**24)
+    micro_batch_size: int | None = Field(
+        None, gt=0, le=2**24, description="per device; default: all"
+    )
+    seed: int = Field(0, ge=-(2**63), lt=2**64, description="random seed (the range torch takes)")
     log_every: int = Field(10, gt=0)
     checkpoint_every: int = Field(500, gt=0)
     sample_every: int = Field(0, ge=0, description="0: previews only at the end")
@@ -162,8 +169,8 @@ class TrainConfig(_Strict):
 class SampleConfig(_Strict):
     """Defaults for `lcmd sample` and previews."""
 
-    num_samples: int = Field(16, gt=0)
-    steps: int = Field(100, gt=0)
+    num_samples: int = Field(16, gt=0, le=MAX_SAMPLES)
+    steps: int = Field(100, gt=0, le=MAX_SAMPLE_STEPS)
     sampler: Literal["ancestral", "ddim"] = "ancestral"
     guidance: float = Field(1.0, ge=0)
     temperature: float | None = Field(
@@ -283,8 +290,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if any(not p.isidentifier() for p in parts):
         raise ConfigError(f"--set {text!r}: {key!r} is not a dotted name like train.max_steps")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except (yaml.YAMLError, ValueError):  # PyYAML raises ValueError for dates like 2001-02-30
+        value = yaml.load(raw, Loader=NoAliasLoader) if raw.strip() else ""
+    except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: dates like 2001-02-30
         value = raw
     if isinstance(value, str):
         value = raw.strip()
@@ -328,25 +335,45 @@ def _check_key(schema: dict[str, Any], parts: list[str], text: str) -> dict[str,
     return node
 
 
+MAX_CONFIG_BYTES = 2**20
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases: a config never needs them, and nested
+    aliases ("billion laughs") would expand without bound."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in lcmd configs", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML, TOML or JSON config file into a nested dict."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    kind = {".toml": "TOML", ".json": "JSON"}.get(path.suffix, "YAML")
     try:
-        if path.suffix == ".toml":
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"--config {path}: larger than {MAX_CONFIG_BYTES:,} bytes")
+        text = path.read_text(encoding="utf-8")
+        if kind == "TOML":
             data = tomllib.loads(text)
-        elif path.suffix == ".json":
+        elif kind == "JSON":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text) or {}
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(
-            f"--config {path}: not valid {path.suffix.lstrip('.') or 'YAML'} ({err})".splitlines()[
-                0
-            ]
-        ) from None
+            data = yaml.load(text, Loader=NoAliasLoader) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path}: not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"--config {path}: nested too deeply to be a config") from None
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, ValueError) as err:  # ValueError: JSON, dates
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"--config {path}: not valid {kind} ({first})") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"--config {path}: expected a mapping of sections, got {type(data).__name__}"

@@ -16,6 +16,8 @@ from .checkpoint import replace_dir
 from .codec import Codec, StreamCodec, TokenSpec
 from .config import DataConfig
 from .plugins import CorruptItemError, DatasetInfo, Plugin
+from .readback import CodecMarker, check_schema, read_json
+from .resources import check_encoding
 from .shards import ShardError, check_compatible, read_index, write_shards
 
 CODEC_MARKER = "codec.json"
@@ -55,8 +57,9 @@ def load_codec(plugin: Plugin, data: DataConfig, codec_dir: Path) -> tuple[Codec
         raise ShardError(
             f"no fitted codec in {codec_dir}; run `lcmd prepare` or `lcmd train` first"
         )
-    saved = json.loads(marker.read_text())
-    codec = plugin.codec(saved["codec"], saved["options"])
+    fix = "re-run `lcmd prepare --out RUN` to fit the codec again"
+    saved = check_schema(CodecMarker, read_json(marker, ShardError, fix), marker, ShardError, fix)
+    codec = plugin.codec(saved.codec, saved.options)
     codec.load(codec_dir)
     return codec, spec_with_classes(codec.token_spec, info)
 
@@ -66,6 +69,14 @@ def load_prepared(plugin: Plugin, data: DataConfig, codec_dir: Path, shards_dir:
     codec, spec = load_codec(plugin, data, codec_dir)
     info = plugin.dataset(data.dataset)
     return Prepared(codec, spec, info, data.codec or info.default_codec, shards_dir)
+
+
+def _read_or_none(path: Path) -> Any:
+    """A marker's JSON, or None when it is unreadable (then the work it marks is redone)."""
+    try:
+        return read_json(path, ShardError, "")
+    except ShardError:
+        return None
 
 
 def _fit_and_save(
@@ -146,7 +157,7 @@ def prepare_data(
         )
     meta = {"plugin": plugin.name, "dataset": info.name, "codec": name, "options": options}
     marker = codec_dir / CODEC_MARKER
-    if force or not marker.is_file() or json.loads(marker.read_text()) != meta:
+    if force or not marker.is_file() or _read_or_none(marker) != meta:
         _fit_and_save(plugin.codec(name, options), info, root, codec_dir, meta, log)
     codec, spec = load_codec(plugin, data, codec_dir)
 
@@ -155,7 +166,7 @@ def prepare_data(
     if not force and (shards_dir / "index.json").is_file():
         try:
             check_compatible(read_index(shards_dir), spec)
-            if recipe_file.is_file() and json.loads(recipe_file.read_text()) == recipe:
+            if recipe_file.is_file() and _read_or_none(recipe_file) == recipe:
                 return Prepared(codec, spec, info, name, shards_dir)
             log(f"shards in {shards_dir} were made with other augmentations; re-encoding")
         except ShardError:
@@ -166,6 +177,7 @@ def prepare_data(
         if not items:
             continue
         log(f"encoding {info.name}/{split}: {len(items)} items")
+        check_encoding(len(items), spec.seq_len, f"codec {name}, data.codec_options")
         if labels is None and isinstance(codec, StreamCodec):
             # A stream codec (BPE over text) cuts one token stream into sequences.
             splits[split] = (codec.encode_stream(items).long(), None)

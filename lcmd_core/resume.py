@@ -16,9 +16,9 @@ import torch
 from . import sharding
 from .checkpoint import CheckpointError, load_checkpoint, restore_rng
 from .codec import TokenSpec
-from .config import RunConfig, validate_config
+from .config import ConfigError, RunConfig, validate_config
 from .ema import EMA
-from .readback import TrainingState, check_schema
+from .readback import TrainingState, check_schema, read_json
 from .run_dir import RunDir, RunError
 from .shards import BatchOrder
 
@@ -27,7 +27,14 @@ def read_config(run: RunDir) -> RunConfig:
     """The config a run directory was started with (`config.json`)."""
     if not run.config_path.is_file():
         raise RunError(f"{run.path} is not a run directory (no config.json)")
-    return validate_config(json.loads(run.config_path.read_text()))
+    fix = "restore it from a copy, or start a new run"
+    data = read_json(run.config_path, RunError, fix)
+    if not isinstance(data, dict):
+        raise RunError(f"{run.config_path} holds a {type(data).__name__}, not a config; {fix}")
+    try:
+        return validate_config(data)
+    except ConfigError as err:
+        raise RunError(f"{run.config_path}: {err}; {fix}") from None
 
 
 def resumed_config(run: RunDir, requested: RunConfig) -> RunConfig:

@@ -25,6 +25,7 @@ from .diffusion_model import DiffusionModel
 from .plugins import Plugin, get_plugin
 from .prepare import Prepared, load_prepared
 from .processes import build_model
+from .resources import check_sampling
 from .resume import check_matches, load_into, read_config
 from .run_dir import RunDir, RunError
 
@@ -197,6 +198,7 @@ class Run:
     ) -> SampleResult:
         """Samples drawn with resolved `settings` (and `known` tokens), written to `out`;
         `record` adds entries to sample.json."""
+        check_sampling(self.spec, self.config.model, settings.n, self.device)
         label_tensor = self.labels_for(settings.n, labels)
         tokens = (
             self.weights(settings.ema)
@@ -276,6 +278,7 @@ def load_run(path: str | Path, *, pm: Any = None) -> Run:
     ckpt = load_weights(latest)
     check_matches(latest, ckpt["state"], prepared.spec, config, run_dir)
     device = resolve_device(config.train.device)
+    check_sampling(prepared.spec, config.model, 1, device)
     models = []
     for weights in (ckpt["ema"], ckpt["model"]):
         model = build_model(prepared.spec, config.model, config.diffusion, pm)

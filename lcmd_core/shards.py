@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
 from lcmd_core.checkpoint import fsync_path, replace_dir, sha256_file
 from lcmd_core.codec import TokenSpec
+from lcmd_core.readback import ShardIndex, check_schema, confined, read_json
 
 FORMAT = "lcmd-token-shards"
 FORMAT_VERSION = 1
@@ -29,6 +30,9 @@ _TOKEN_DTYPES = (
     (torch.int64, 2**63),
 )
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+REPREPARE = "re-run `lcmd prepare`"
 
 
 class ShardError(ValueError):
@@ -126,18 +130,43 @@ def read_index(directory: str | os.PathLike[str]) -> dict[str, Any]:
         raise ShardError(
             f"no token shards at {directory} ({INDEX_NAME} missing); run `lcmd prepare` first"
         )
-    try:
-        index = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ShardError(f"{path} is not valid JSON ({error}); re-run `lcmd prepare`") from None
+    index = read_json(path, ShardError, REPREPARE)
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise ShardError(f"{path} is not a token shard index; re-run `lcmd prepare`")
+        raise ShardError(f"{path} is not a token shard index; {REPREPARE}")
     if index.get("format_version") != FORMAT_VERSION:
         raise ShardError(
             f"{path} has shard format version {index.get('format_version')}, this lcmd reads "
-            f"version {FORMAT_VERSION}; re-run `lcmd prepare`"
+            f"version {FORMAT_VERSION}; {REPREPARE}"
         )
-    return index
+    checked = check_schema(ShardIndex, index, path, ShardError, REPREPARE)
+    for split in checked.splits.values():
+        for shard in split.shards:
+            confined(Path(directory), shard.file, ShardError, REPREPARE)
+    try:
+        TokenSpec.from_json(index["spec"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ShardError(f"{path}: spec is malformed ({err}); {REPREPARE}") from None
+    return checked.model_dump()
+
+
+# Shards whose checksum this process verified: path → (size, mtime_ns) when it was verified.
+_VERIFIED: dict[Path, tuple[int, int]] = {}
+
+
+def verify_shard(path: Path, sha256: str) -> None:
+    """Refuse a shard that is missing or whose sha256 differs from the index; once per process
+    and file version (size and mtime)."""
+    if not path.is_file():
+        raise ShardError(f"token shard {path} is missing; {REPREPARE}")
+    stat = path.stat()
+    version = (stat.st_size, stat.st_mtime_ns)
+    if _VERIFIED.get(path.resolve()) == version:
+        return
+    if sha256_file(path) != sha256:
+        raise ShardError(
+            f"token shard {path} is corrupt or replaced (sha256 mismatch); {REPREPARE}"
+        )
+    _VERIFIED[path.resolve()] = version
 
 
 def verify_shards(directory: str | os.PathLike[str]) -> None:
@@ -145,13 +174,7 @@ def verify_shards(directory: str | os.PathLike[str]) -> None:
     directory = Path(directory)
     for split in read_index(directory)["splits"].values():
         for shard in split["shards"]:
-            path = directory / shard["file"]
-            if not path.is_file():
-                raise ShardError(f"token shard {path} is missing; re-run `lcmd prepare`")
-            if sha256_file(path) != shard["sha256"]:
-                raise ShardError(
-                    f"token shard {path} is corrupt (sha256 mismatch); re-run `lcmd prepare`"
-                )
+            verify_shard(directory / shard["file"], shard["sha256"])
 
 
 def check_compatible(index: dict[str, Any], spec: TokenSpec) -> None:
@@ -190,16 +213,19 @@ class TokenDataset(Dataset):
         self._labels: list[torch.Tensor] = []
         for shard in entry["shards"]:
             path = directory / shard["file"]
-            if not path.is_file():
-                raise ShardError(f"token shard {path} is missing; re-run `lcmd prepare`")
-            with safe_open(path, framework="pt") as f:
-                tokens = f.get_tensor("tokens")
-                if self.has_labels:
-                    self._labels.append(f.get_tensor("labels"))
-            if tuple(tokens.shape) != (shard["rows"], self.spec.seq_len):
-                raise ShardError(
-                    f"token shard {path} does not match its index; re-run `lcmd prepare`"
-                )
+            verify_shard(path, shard["sha256"])
+            try:
+                with safe_open(path, framework="pt") as f:
+                    tokens = f.get_tensor("tokens")
+                    if self.has_labels:
+                        self._labels.append(f.get_tensor("labels"))
+            except (SafetensorError, OSError) as err:
+                raise ShardError(f"token shard {path} is unreadable ({err}); {REPREPARE}") from None
+            integral = not (
+                tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool
+            )
+            if tuple(tokens.shape) != (shard["rows"], self.spec.seq_len) or not integral:
+                raise ShardError(f"token shard {path} does not match its index; {REPREPARE}")
             self._tokens.append(tokens)
         # _ends[s] is one past the last global row of shard s.
         self._ends = torch.tensor([s["rows"] for s in entry["shards"]], dtype=torch.long).cumsum(0)

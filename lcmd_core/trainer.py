@@ -27,6 +27,7 @@ from .plugins import Plugin
 from .prepare import Prepared
 from .processes import build_model
 from .progress import training_progress
+from .resources import check_training
 from .resume import read_config, restore_position, restore_training, trim_metrics
 from .run_dir import RunDir, RunError
 from .run_guard import StopRequest, stop_requests
@@ -151,6 +152,7 @@ class Trainer:
 
     def _build(self) -> None:
         cfg = self.config
+        check_training(self.spec, cfg.model, self._batch_sizes()[0], self.device)
         torch.manual_seed(cfg.train.seed)
         model = build_model(self.spec, cfg.model, cfg.diffusion, self.setup.pm).to(self.device)
         ema = EMA(model, cfg.optim.ema_decay)

@@ -414,8 +414,9 @@ def is_yaml_string(text: str) -> bool:
 
 
 SETTINGS = st.one_of(
-    st.tuples(st.just("train.seed"), st.integers()),
-    st.tuples(st.sampled_from(["train.max_steps", "model.embed_dim"]), st.integers(1, 2**40)),
+    st.tuples(st.just("train.seed"), st.integers(-(2**63), 2**64 - 1)),
+    st.tuples(st.just("train.max_steps"), st.integers(1, 10**9)),
+    st.tuples(st.just("model.embed_dim"), st.integers(1, 2**16)),
     st.tuples(st.sampled_from(["optim.lr", "diffusion.w_diff"]), st.floats(1e-9, 1e9)),
     st.tuples(st.just("diffusion.shift"), st.floats(-20, 20)),
     st.tuples(st.sampled_from(["model.self_condition", "train.compile"]), st.booleans()),
@@ -533,3 +534,14 @@ def test_eval_infill_scores_regenerated_positions(trained: dict, tmp_path: Path)
                             "--steps", 2, "--json")[1])  # fmt: skip
     assert again == metrics  # a fixed, seeded draw of hidden positions
     assert_user_error(lcmd("eval", run, "--task", "infill", "--hide", 1.5), "must lie in (0, 1]")
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["train.seed=18446744073709551616", "train.max_steps=1000000001", "model.width=10000000",
+     "model.depth=100000", "sample.steps=100001", "sample.num_samples=1000000001"],
+)  # fmt: skip
+def test_sizes_beyond_their_bounds_are_one_line(setting: str) -> None:
+    with pytest.raises(ConfigError, match="less than") as err:
+        resolve_config(overrides=[setting])
+    assert "\n" not in str(err.value)

@@ -32,6 +32,13 @@ def parse_prompt(prompt: str) -> list[str | int]:
     return parts
 
 
+def _positions(prompt: str, encode: Callable[[str], list[int]]) -> int:
+    """How many positions a prompt takes, its gaps counted without being built."""
+    return sum(
+        part if isinstance(part, int) else len(encode(part)) for part in parse_prompt(prompt)
+    )
+
+
 def literal_text(prompt: str) -> str:
     """The characters a prompt keeps (its `{gap:N}` holes removed)."""
     return GAP.sub("", prompt)
@@ -43,10 +50,14 @@ def prompt_tokens(
     """`LongTensor[seq_len]` of a prompt: literal tokens from `encode`, −1 at free positions."""
     known: list[int] = []
     for part in parse_prompt(prompt):
-        known.extend([-1] * part if isinstance(part, int) else encode(part))
+        # A gap longer than the sequence is refused below without building it.
+        known.extend([-1] * min(part, seq_len + 1) if isinstance(part, int) else encode(part))
+        if len(known) > seq_len:
+            break
     if len(known) > seq_len:
+        taken = _positions(prompt, encode)
         raise PromptError(
-            f"codec {codec}: the prompt takes {len(known)} positions, more than the "
+            f"codec {codec}: the prompt takes {taken} positions, more than the "
             f"sequence length {seq_len}"
         )
     if not any(token >= 0 for token in known):
