@@ -397,6 +397,8 @@ def _run_config(args: argparse.Namespace, plugin: Plugin) -> RunConfig:
     dataset = plugin.dataset(chosen).name
     _refuse_file_shards_outside_run(args, from_file, plugin, dataset)
     preset = args.preset or (dataset if dataset in plugin.presets else None)
+    if getattr(args, "saved", None) is not None and not args.preset:
+        preset = None  # resuming from RUN/config.json: it is the base, not the preset
     data: dict[str, Any] = {"plugin": plugin.name, "dataset": dataset}
     flags: dict[str, Any] = {"data": data}
     if args.data_root:
@@ -405,7 +407,11 @@ def _run_config(args: argparse.Namespace, plugin: Plugin) -> RunConfig:
         data["codec"] = args.codec
     if getattr(args, "max_steps", None):
         flags["train"] = {"max_steps": args.max_steps}
-    return merge_config(deep_merge(user, flags), preset=plugin.preset(preset) if preset else None)
+    return merge_config(
+        deep_merge(user, flags),
+        preset=plugin.preset(preset) if preset else None,
+        base=getattr(args, "saved", None),
+    )
 
 
 def _refuse_file_shards_outside_run(
@@ -501,7 +507,9 @@ def _describe(plugin: Plugin) -> dict[str, Any]:
 
 
 def _plugin_of(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Plugin:
-    """`--plugin`; with `--resume --out RUN`, the plugin (and data set) RUN/config.json names."""
+    """`--plugin`; with `--resume --out RUN`, the plugin (and data set) RUN/config.json names,
+    whose config then stands in for the preset (`args.saved`)."""
+    args.saved = None
     if args.plugin:
         return get_plugin(args.plugin, pm)
     saved = Path(args.out) / "config.json" if args.out else None
@@ -511,7 +519,8 @@ def _plugin_of(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Plu
             "--resume --out RUN takes it from RUN/config.json"
         )
     try:
-        data = json.loads(saved.read_text(encoding="utf-8")).get("data", {})
+        args.saved = json.loads(saved.read_text(encoding="utf-8"))
+        data = args.saved.get("data", {})
         plugin, dataset = data["plugin"], data["dataset"]
     except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError) as err:
         raise CLIError(f"{saved} names no plugin and data set ({err}); pass --plugin") from None
@@ -573,10 +582,11 @@ def _train(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         pm=pm,
     )
     run = trainer.run
-    if args.resume and run.latest() is None:
-        raise CLIError(
-            f"--resume: {run.path} has no checkpoint to resume from; drop --resume to start anew"
-        )
+    if args.resume and run.latest() is None and trainer.world.is_main:
+        # A re-queued job killed before its first checkpoint starts again from the beginning.
+        source = "its config.json" if run.config_path.is_file() else "the command line's config"
+        print(f"lcmd: --resume: {run.path} has no checkpoint yet; starting it from {source}",
+              file=sys.stderr)  # fmt: skip
     try:
         final = trainer.fit()
     except (KeyboardInterrupt, TrainingInterrupted) as err:

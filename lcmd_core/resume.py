@@ -37,8 +37,22 @@ def read_config(run: RunDir) -> RunConfig:
         raise RunError(f"{run.config_path}: {err}; {fix}") from None
 
 
+# What a resumed run may change: how long it trains, what it logs and keeps, where the raw data
+# lies, how it samples.
+SAFE_ON_RESUME = (
+    "train.max_steps",
+    "train.keep_checkpoints",
+    "train.log_to",
+    "train.sample_every",
+    "train.log_every",
+    "data.data_root",
+    "sample.",
+)
+
+
 def resumed_config(run: RunDir, requested: RunConfig) -> RunConfig:
-    """The config a resumed run trains with: its own, with the requested `train.max_steps`."""
+    """The config a resumed run trains with: its own, with the requested values of the
+    `SAFE_ON_RESUME` keys; any other difference is refused with the keys listed."""
     saved = read_config(run)
     if (saved.data.plugin, saved.data.dataset) != (
         requested.data.plugin,
@@ -48,8 +62,29 @@ def resumed_config(run: RunDir, requested: RunConfig) -> RunConfig:
             f"{run.path} was trained on {saved.data.plugin}/{saved.data.dataset}, "
             f"not {requested.data.plugin}/{requested.data.dataset}"
         )
-    saved.train.max_steps = requested.train.max_steps
-    return saved
+    old, new = _flat(saved.model_dump(mode="json")), _flat(requested.model_dump(mode="json"))
+    changed = [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    unsafe = [key for key in changed if not key.startswith(SAFE_ON_RESUME)]
+    if unsafe:
+        shown = ", ".join(f"{key} {old.get(key)!r} → {new.get(key)!r}" for key in unsafe[:4])
+        more = f" and {len(unsafe) - 4} more" if len(unsafe) > 4 else ""
+        raise RunError(
+            f"{run.path} was trained with another config ({shown}{more}); resume it with the "
+            f"settings in {run.config_path} (e.g. `lcmd train --out {run.path} --resume`), or "
+            "start a new run"
+        )
+    return requested
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` → `{"a.b": 1}` (lists and free-form mappings stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "codec_options":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def check_matches(
@@ -85,6 +120,24 @@ def load_into(
         raise _misfit(checkpoint, run, err) from None
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint whose files are missing, corrupt or malformed (not one that misfits)."""
+
+
+def restore_newest(run: RunDir, warn: Callable[[str], None], **parts: Any) -> dict[str, Any] | None:
+    """`restore_training` from the newest checkpoint that reads back, telling `warn` about each
+    newer one skipped; None when the run has no checkpoint. `parts` as for `restore_training`."""
+    checkpoints = run.checkpoints()
+    for checkpoint in reversed(checkpoints):
+        try:
+            return restore_training(checkpoint, run=run, **parts)
+        except UnreadableCheckpoint as err:
+            if checkpoint == checkpoints[0]:
+                raise
+            warn(f"skipping {checkpoint.name}: {str(err).split('; ')[0]}")
+    return None
+
+
 def restore_training(
     checkpoint: Path,
     *,
@@ -100,7 +153,17 @@ def restore_training(
 
     Under FSDP (`sharded`) every process cuts its own shards out of the whole tensors.
     """
-    ckpt = load_checkpoint(checkpoint)
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        check_schema(
+            TrainingState,
+            ckpt["state"],
+            checkpoint / "state.json",
+            CheckpointError,
+            _delete(checkpoint),
+        )
+    except CheckpointError as err:
+        raise UnreadableCheckpoint(str(err)) from None
     state = ckpt["state"]
     check_matches(checkpoint, state, spec, config, run)
     weights, ema_weights, optimizer_state = ckpt["model"], ckpt["ema"], ckpt["optimizer"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +24,13 @@ from .device import autocast, autocast_dtype, resolve_device
 from .diffusion_model import DiffusionModel
 from .distributed import micro_batch_seed, world_from_env
 from .ema import EMA
+from .lr_schedule import lr_factor
 from .plugins import Plugin
 from .prepare import Prepared
 from .processes import build_model
 from .progress import training_progress
 from .resources import check_training
-from .resume import read_config, restore_position, restore_training, trim_metrics
+from .resume import read_config, restore_newest, restore_position, trim_metrics
 from .run_dir import RunDir, RunError
 from .run_guard import StopRequest, stop_requests
 from .run_setup import RunSetup
@@ -49,14 +51,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
         super().__init__(f"stopped by signal {signum} at step {step}")
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class Trainer:
@@ -150,6 +144,10 @@ class Trainer:
         if self.progress:
             print(f"lcmd: {message}", flush=True)
 
+    def _warn(self, message: str) -> None:
+        if self.world.is_main:
+            print(f"lcmd: warning: {message}", file=sys.stderr, flush=True)
+
     def _build(self) -> None:
         cfg = self.config
         check_training(self.spec, cfg.model, self._batch_sizes()[0], self.device)
@@ -184,21 +182,21 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- checkpoints
     def _restore(self) -> dict[str, Any] | None:
-        """Load the latest checkpoint into model, EMA and optimizer; returns its state and RNG."""
-        latest = self.run.latest()
-        if latest is None:
-            return None
+        """Load the newest readable checkpoint into model, EMA and optimizer (a corrupt newer one
+        is skipped with a warning); returns its state and RNG, None when there is none."""
         assert self.model is not None and self.ema is not None and self.optimizer is not None
-        state = restore_training(
-            latest,
+        state = restore_newest(
+            self.run,
+            self._warn,
             model=self.model,
             ema=self.ema,
             optimizer=self.optimizer,
             spec=self.spec,
             config=self.config,
-            run=self.run,
             sharded=self.sharded,
         )
+        if state is None:
+            return None
         self.step = self._saved_step = state["step"]
         self.nonfinite_steps = state.get("nonfinite_steps", 0)
         return state
@@ -265,7 +263,7 @@ class Trainer:
             torch.manual_seed(self.config.train.seed)
             return
         if self.world.is_main:  # rank 0 alone writes the metrics file
-            trim_metrics(self.run.metrics_path, self.step, lambda m: print(f"lcmd: warning: {m}"))
+            trim_metrics(self.run.metrics_path, self.step, self._warn)
         restore_position(resumed, self.batch_order, self.run.step_dir(self.step))
         self._log(f"resuming {self.run.path} from step {self.step}")
 

@@ -248,9 +248,16 @@ def test_missing_run_directory_is_one_line_exit_2(command: str, tmp_path: Path) 
     assert_user_error(lcmd(command, tmp_path / "nope"), "is not a run directory (no config.json)")
 
 
-def test_resuming_a_run_that_does_not_exist_is_refused(tmp_path: Path) -> None:
-    result = lcmd("train", "--plugin", "example", "--out", tmp_path / "nope", "--resume")
-    assert_user_error(result, "has no checkpoint to resume from; drop --resume")
+def test_resume_without_a_checkpoint_starts_the_run_and_says_so(tmp_path: Path) -> None:
+    args = ["train", "--plugin", "example", "--out", tmp_path / "new", *FAST, "--resume"]
+    code, stdout, err = lcmd(*args)  # killed before anything was written: start from scratch
+    assert code == 0 and f"(latest: step-{STEPS:07d})" in stdout
+    assert "has no checkpoint yet; starting it from the command line's config" in err
+    shutil.rmtree(tmp_path / "new" / "checkpoints")  # killed before the first checkpoint
+    (tmp_path / "new" / "metrics.jsonl").unlink()
+    code, stdout, err = lcmd(*args)
+    assert code == 0 and "starting it from its config.json" in err
+    assert len((tmp_path / "new" / "metrics.jsonl").read_text().splitlines()) == STEPS
 
 
 def test_training_over_existing_checkpoints_needs_resume(trained: dict) -> None:
@@ -472,9 +479,12 @@ def test_sample_and_eval_need_no_optimizer_state(trained: dict, tmp_path: Path) 
     code, _, err = lcmd("eval", run, "--n-samples", 2, "--steps", 2, "--json")
     assert code == 0, err
     assert json.loads((run / "metrics.json").read_text())["protocol"]["checkpoint_step"] == STEPS
-    # training further does need it, and says which file is missing
+    # training further does need it: the checkpoint before it, whole, is resumed instead
     again = ["train", "--plugin", "example", "--out", run, *FAST, "--resume"]
-    assert_user_error(lcmd(*again), "optimizer.safetensors is missing")
+    code, stdout, err = lcmd(*again)
+    assert code == 0 and f"(latest: step-{STEPS:07d})" in stdout, err
+    assert f"skipping step-{STEPS:07d}: checkpoint file" in err and "is missing" in err
+    assert (latest / "optimizer.json").is_file()  # step 8 trained again and checkpointed whole
 
 
 def test_eval_table_marks_the_better_direction(trained: dict, monkeypatch) -> None:

@@ -105,8 +105,7 @@ def test_fsdp_matches_one_process_and_checkpoints_cross_over(tmp_path: Path) -> 
         assert x[1:] == pytest.approx(y[1:], rel=1e-4)
     # The samples drawn after training come from whole copies gathered from the shards.
     drawn = [
-        tmp_path / r / "samples" / "preview-0000006" / "tokens.safetensors"
-        for r in ("one", "two")
+        tmp_path / r / "samples" / "preview-0000006" / "tokens.safetensors" for r in ("one", "two")
     ]
     assert drawn[0].read_bytes() == drawn[1].read_bytes()
 
@@ -116,8 +115,7 @@ def test_masked_process_trains_the_same_sharded_on_two_processes(tmp_path: Path)
     flags = [*TRAIN, "--set", "diffusion.process=masked", "--set", "train.strategy=fsdp"]
     train_one_and_two(tmp_path, flags, "fsdp")
     drawn = [
-        tmp_path / r / "samples" / "preview-0000004" / "tokens.safetensors"
-        for r in ("one", "two")
+        tmp_path / r / "samples" / "preview-0000004" / "tokens.safetensors" for r in ("one", "two")
     ]
     assert drawn[0].read_bytes() == drawn[1].read_bytes()
 

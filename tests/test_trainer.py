@@ -11,9 +11,10 @@ from safetensors.torch import load_file
 from lcmd_core import Trainer, load_run
 from lcmd_core.checkpoint import CheckpointError, RunDir
 from lcmd_core.config import resolve_config
+from lcmd_core.lr_schedule import lr_factor
 from lcmd_core.processes import PROCESSES as PROCESSES_BY_NAME
 from lcmd_core.run_dir import RunError
-from lcmd_core.trainer import TrainerError, lr_factor
+from lcmd_core.trainer import TrainerError
 
 pytest.importorskip("lcmd_example", reason="the example plugin is installed by `make test`")
 
@@ -255,3 +256,26 @@ def test_trainer_and_load_run_sample_the_same(tmp_path, shards):
         )
     table = run.model.embedding.table
     assert not torch.equal(table, run.training_model.embedding.table)  # EMA ≠ training weights
+
+
+def test_resume_refuses_a_changed_config_and_takes_the_safe_changes(tmp_path, shards):
+    make(tmp_path, shards, "run", "train.max_steps=4").fit()
+    with pytest.raises(RunError) as err:
+        make(tmp_path, shards, "run", "train.max_steps=6", "model.width=64", "optim.lr=0.5",
+             resume=True)  # fmt: skip
+    assert "model.width 32 → 64" in str(err.value) and "→ 0.5" in str(err.value)
+    assert "\n" not in str(err.value)
+    trainer = make(tmp_path, shards, "run", "train.max_steps=6", "train.log_every=2", resume=True)
+    assert trainer.fit()["step"] == 6
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["log_every"] == 2 and saved["train"]["max_steps"] == 6  # recorded
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, shards, capsys):
+    make(tmp_path, shards, "run", "train.max_steps=8").fit()
+    newest = RunDir(tmp_path / "run").latest()
+    (newest / "model.safetensors").write_bytes(b"not tensors")
+    trainer = make(tmp_path, shards, "run", "train.max_steps=8", resume=True)
+    trainer.fit()
+    assert "skipping step-0000008: checkpoint file" in capsys.readouterr().err
+    assert trainer.step == 8 and [s for s, _ in losses(tmp_path / "run")] == list(range(1, 9))
