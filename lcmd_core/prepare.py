@@ -15,7 +15,7 @@ import torch
 from .checkpoint import replace_dir
 from .codec import Codec, StreamCodec, TokenSpec
 from .config import DataConfig
-from .plugins import CorruptItemError, DatasetInfo, Plugin
+from .plugins import CorruptItemError, DatasetInfo, Plugin, PluginError
 from .readback import CodecMarker, check_schema, read_json
 from .resources import check_encoding
 from .shards import ShardError, check_compatible, read_index, write_shards
@@ -60,7 +60,15 @@ def load_codec(plugin: Plugin, data: DataConfig, codec_dir: Path) -> tuple[Codec
     fix = "re-run `lcmd prepare --out RUN` to fit the codec again"
     saved = check_schema(CodecMarker, read_json(marker, ShardError, fix), marker, ShardError, fix)
     codec = plugin.codec(saved.codec, saved.options)
-    codec.load(codec_dir)
+    try:
+        codec.load(codec_dir)
+    except PluginError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as err:
+        # The codec's files are read back from disk: a damaged one is the user's to fix.
+        raise ShardError(
+            f"the fitted codec in {codec_dir} cannot be loaded ({type(err).__name__}: {err}); {fix}"
+        ) from None
     return codec, spec_with_classes(codec.token_spec, info)
 
 

@@ -110,14 +110,35 @@ def check_matches(
         )
 
 
+def check_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Refuse weights of the wrong kind (integer, bool or complex where `module` holds floats)
+    or with NaN/Inf: loading would cast or spread them without a word."""
+    expected = module.state_dict()
+    for key, tensor in tensors.items():
+        target = expected.get(key)
+        if target is None or not target.is_floating_point():
+            continue
+        if not tensor.is_floating_point():
+            raise UnreadableCheckpoint(
+                f"{source}: {key} is {str(tensor.dtype).removeprefix('torch.')}, not floating "
+                f"point; {_delete(source.parent)}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise UnreadableCheckpoint(
+                f"{source}: {key} holds NaN or Inf; {_delete(source.parent)}"
+            )
+
+
 def load_into(
-    module: torch.nn.Module, tensors: dict[str, torch.Tensor], checkpoint: Path, run: RunDir
+    module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path, run: RunDir
 ) -> None:
-    """`module.load_state_dict(tensors)`, a mismatch as one line naming the run's config."""
+    """`module.load_state_dict(tensors)` (read from the checkpoint file `source`) after
+    `check_weights`, a mismatch as one line naming the run's config."""
+    check_weights(module, tensors, source)
     try:
         module.load_state_dict(tensors)
     except (RuntimeError, ValueError, KeyError) as err:
-        raise _misfit(checkpoint, run, err) from None
+        raise _misfit(source.parent, run, err) from None
 
 
 class UnreadableCheckpoint(CheckpointError):
@@ -167,6 +188,9 @@ def restore_training(
     state = ckpt["state"]
     check_matches(checkpoint, state, spec, config, run)
     weights, ema_weights, optimizer_state = ckpt["model"], ckpt["ema"], ckpt["optimizer"]
+    check_weights(model, weights, checkpoint / "model.safetensors")
+    if ema_weights is not None:
+        check_weights(ema.module, ema_weights, checkpoint / "ema.safetensors")
     try:
         if sharded:
             weights = sharding.shard_state(weights, model.state_dict())

@@ -57,6 +57,8 @@ class RunSetup:
         self.pm = pm
         self.dir = RunDir(run_dir or Path("runs") / f"{config.data.plugin}-{config.data.dataset}")
         self.resume = resume
+        if self.dir.path.exists() and not self.dir.path.is_dir():
+            raise RunError(f"{self.dir.path} is a file, not a run directory; choose another --out")
         if resume and self.dir.config_path.is_file():
             config = resumed_config(self.dir, config)
         elif not resume and self.dir.latest() is not None:

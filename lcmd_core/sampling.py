@@ -280,9 +280,10 @@ def load_run(path: str | Path, *, pm: Any = None) -> Run:
     device = resolve_device(config.train.device)
     check_sampling(prepared.spec, config.model, 1, device)
     models = []
-    for weights in (ckpt["ema"], ckpt["model"]):
+    has_ema = ckpt["ema"] is not None
+    for name in ("ema" if has_ema else "model", "model"):
         model = build_model(prepared.spec, config.model, config.diffusion, pm)
-        load_into(model, ckpt["model"] if weights is None else weights, latest, run_dir)
+        load_into(model, ckpt[name], latest / f"{name}.safetensors", run_dir)
         models.append(model.to(device).requires_grad_(False).eval())
     return Run(
         models[0],

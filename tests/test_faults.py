@@ -104,3 +104,56 @@ def test_kill_9_twenty_trials(tmp_path: Path) -> None:
     kills, matched = run_trials(tmp_path, trials=20)
     print(f"\nfault suite: {kills} kill -9 injected over 20 trials, {matched} resumes matched")
     assert matched == 20 and kills >= 20
+
+
+# Run `lcmd train` in a child that stalls at a chosen point of the data preparation and tells the
+# parent (which then kills it with SIGKILL): inside the codec fit, or after the first shard file.
+STALLING_CHILD = """
+import sys, time
+from pathlib import Path
+marker, where, *argv = sys.argv[1:]
+
+def stall():
+    Path(marker).touch()
+    time.sleep(120)
+
+if where == "fit":
+    from lcmd_example.codec import CharsCodec
+    fit = CharsCodec.fit
+    CharsCodec.fit = lambda self, items: (fit(self, items), stall())
+else:
+    import lcmd_core.shards as shards
+    save = shards.save_file
+    shards.save_file = lambda *args, **kwargs: (save(*args, **kwargs), stall())
+from lcmd_core.cli import main
+sys.exit(main(argv))
+"""
+
+
+@pytest.mark.parametrize("where", ["fit", "encode"])
+def test_kill_during_data_preparation_then_the_same_command_finishes_exactly(
+    tmp_path: Path, where: str
+) -> None:
+    reference = subprocess.run(
+        command(tmp_path / "reference"), env=ENV, capture_output=True, text=True, timeout=600
+    )
+    assert reference.returncode == 0, reference.stderr
+    run, marker = tmp_path / "run", tmp_path / "stalled"
+    again = [*COMMAND, "--out", str(run), "--resume"]  # a re-queued job: the same line each time
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALLING_CHILD, str(marker), where, *again[3:]],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), child.stderr.read().decode() if child.stderr else ""
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert RunDir(run).latest() is None  # killed before anything was trained
+    final = subprocess.run(again, env=ENV, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    assert "has no checkpoint yet; starting it" in final.stderr
+    expected, got = weights(tmp_path / "reference"), weights(run)
+    for name, tensors in expected.items():
+        assert all(value.equal(got[name][key]) for key, value in tensors.items()), name
