@@ -518,14 +518,17 @@ def _plugin_of(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> Plu
             f"the following arguments are required: --plugin (see `lcmd {args.command} --help`); "
             "--resume --out RUN takes it from RUN/config.json"
         )
-    try:
-        args.saved = json.loads(saved.read_text(encoding="utf-8"))
-        data = args.saved.get("data", {})
-        plugin, dataset = data["plugin"], data["dataset"]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError) as err:
-        raise CLIError(f"{saved} names no plugin and data set ({err}); pass --plugin") from None
+    from lcmd_core.readback import read_json
+
+    args.saved = read_json(saved, CLIError, "pass --plugin")
+    data = args.saved.get("data") if isinstance(args.saved, dict) else None
+    plugin, dataset = (
+        (data.get("plugin"), data.get("dataset")) if isinstance(data, dict) else (0, 0)
+    )
     if not isinstance(plugin, str) or not isinstance(dataset, str):
-        raise CLIError(f"{saved}: data.plugin and data.dataset must be names; pass --plugin")
+        raise CLIError(
+            f"{saved} names no plugin and data set (data.plugin, data.dataset); pass --plugin"
+        )
     args.data = args.data or dataset
     return get_plugin(plugin, pm)
 
