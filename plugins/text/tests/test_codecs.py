@@ -175,3 +175,17 @@ def test_bpe_prompt_gaps_count_tokens() -> None:
 def test_bad_prompts_are_prompt_errors(prompt: str, match: str) -> None:
     with pytest.raises(PromptError, match=match):
         text8_codec().prompt_tokens(prompt, 10)
+
+
+def test_a_huge_gap_is_refused_without_being_built() -> None:
+    import tracemalloc
+
+    codec = text8_codec()
+    tracemalloc.start()
+    try:
+        with pytest.raises(PromptError, match="takes 100000001 positions, more than the sequence"):
+            codec.prompt_tokens("a{gap:100000000}", 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # the gap's 10⁸ free positions (800 MB as a list) were never built
