@@ -54,12 +54,16 @@ def write_report(run_path: str | Path, out: str | Path | None = None) -> Path:
     }
     written = []
     for name, (title, series, log_scale) in plots.items():
-        if not series:
+        curves = {
+            key: [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+            for key in series
+        }
+        curves = {key: points for key, points in curves.items() if points}
+        if not curves:
             continue
         figure, axes = pyplot.subplots(figsize=(7, 3.6), dpi=100)
         values = []
-        for key in series:
-            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+        for key, points in curves.items():
             axes.plot(*zip(*points, strict=True), label=key, linewidth=1.2)
             values += [value for _, value in points]
         if name == "elbo.png" and evaluation:
@@ -128,7 +132,8 @@ def _latest_samples(run: RunDir, out_dir: Path) -> str:
         return "<p>no samples yet</p>"
     newest = max(draws, key=lambda d: (d / "sample.json").stat().st_mtime)
     shown = [f"<p>{html.escape(newest.name)}</p>"]
-    images = sorted(newest.glob("*.png"))[:4]
+    pictures = sorted(newest.glob("*.png"))
+    images = [p for p in pictures if "grid" in p.stem] or pictures[:4]  # a grid says it all
     for image in images:
         copy = out_dir / f"samples-{image.name}"
         shutil.copyfile(image, copy)

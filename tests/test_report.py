@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
@@ -100,3 +101,20 @@ def test_tensorboard_gets_every_scalar_and_the_previews(tmp_path: Path) -> None:
     assert {"total", "bits_per_token", "lr", "grad_norm", "embed/effective_rank"} <= scalars
     assert [event.step for event in events.Scalars("total")] == [1, 2, 3, 4, 5, 6]
     assert {tag.split("/")[0] for tag in events.Tags()["tensors"]} == {"preview"}  # text previews
+
+
+def test_a_draw_with_a_grid_is_shown_by_its_grid(tmp_path: Path) -> None:
+    from lcmd_core.report import write_report
+
+    run = tmp_path / "run"
+    draw = run / "samples" / "step-0000002-seed-0"
+    draw.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "total": 1.0 / s, "lr": 1e-3}) + "\n" for s in (1, 2))
+    )
+    (draw / "sample.json").write_text("{}")
+    for name in ("grid", "sample-0000", "sample-0001"):
+        PIL.new("RGB", (8, 8), "white").save(draw / f"{name}.png")
+    page = write_report(run).read_text()
+    assert "samples-grid.png" in page and "samples-sample-0000.png" not in page
+    assert (run / "report" / "samples-grid.png").is_file()
