@@ -53,6 +53,8 @@ VARIANTS: dict[str, list[str]] = {
     "ce_4_no_cm": ["diffusion.ce_weight=4", "diffusion.cm_weight=0"],
     "ce_4_ddim": ["diffusion.ce_weight=4", "diffusion.cm_target=ddim"],
     "ce_4_delta": ["diffusion.ce_weight=4", "diffusion.cm_pairs=delta"],
+    "ce_4_no_cm_flops": ["diffusion.ce_weight=4", "diffusion.cm_weight=0"],
+    "ce_4_ema_target": ["diffusion.ce_weight=4", "diffusion.cm_target_weights=ema"],
     "ce_4_l2_scale_2": ["diffusion.ce_weight=4", "model.embed_norm=l2", "model.embed_scale=2"],
     "ce_1_importance": ["diffusion.ce_weight=1", "diffusion.time_sampling=importance"],
     "shift_+2_ce_4": ["diffusion.shift=2", "diffusion.ce_weight=4"],
@@ -70,7 +72,7 @@ VARIANTS: dict[str, list[str]] = {
 }
 # Variants trained for as many network FLOPs as `full` (more steps, since a masked step is
 # cheaper); the others train for --steps.
-EQUAL_FLOPS = {"masked_flops"}
+EQUAL_FLOPS = {"masked_flops", "ce_4_no_cm_flops"}
 # The full model's m_RD and shift are the presets' (0.1, 0); these variants sweep around them.
 SWEEPS = {
     "drop_prob": {"full": 0.1, "no_drop": 0.0, "drop_0.2": 0.2, "drop_0.3": 0.3, "drop_0.5": 0.5},

@@ -96,6 +96,11 @@ class DiffusionConfig(_Strict):
     cm_target: Literal["same_noise", "ddim"] = "same_noise"
     cm_pairs: Literal["uniform", "delta"] = "uniform"
     cm_delta: float = Field(0.1, gt=0, le=1)
+    cm_target_weights: Literal["current", "ema"] = Field(
+        "current",
+        description="(continuous) the network that gives the CM target: the weights in training, "
+        "or their EMA (the trainer's, as consistency models use)",
+    )
     drop_prob: float = Field(0.1, ge=0, lt=1, description="(continuous) m_RD, random dropping")
     rec_fraction: float = Field(
         0.125, gt=0, le=1, description="(continuous) share of the batch put at t_min"
@@ -228,6 +233,7 @@ CONTINUOUS_ONLY = {
         "cm_target",
         "cm_pairs",
         "cm_delta",
+        "cm_target_weights",
         "drop_prob",
         "rec_fraction",
     ),

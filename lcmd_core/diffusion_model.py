@@ -203,7 +203,11 @@ class DiffusionModel(nn.Module):
 
     # ---------------------------------------------------------------------------------- loss
     def loss(
-        self, tokens: Tensor, labels: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        tokens: Tensor,
+        labels: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        target: DiffusionModel | None = None,
     ) -> dict[str, Tensor]:
         """The training objective on a batch; each value is a scalar in nats per token.
 
@@ -212,7 +216,7 @@ class DiffusionModel(nn.Module):
         """
         tokens = self._check_tokens(tokens).to(self.device)
         labels = self._check_labels(labels, tokens.shape[0])
-        terms = self._terms(tokens, labels, generator)
+        terms = self._terms(tokens, labels, generator, target)
         return {k: v.mean() if k != "total" else v for k, v in terms.items()}
 
     @torch.no_grad()
@@ -230,7 +234,11 @@ class DiffusionModel(nn.Module):
             self.train(was_training)
 
     def _terms(
-        self, tokens: Tensor, labels: Tensor | None, generator: torch.Generator | None
+        self,
+        tokens: Tensor,
+        labels: Tensor | None,
+        generator: torch.Generator | None,
+        target: DiffusionModel | None = None,
     ) -> dict[str, Tensor]:
         raise NotImplementedError
 

@@ -51,7 +51,11 @@ class MaskedDiffusion(DiffusionModel):
 
     # ---------------------------------------------------------------------------------- loss
     def _terms(
-        self, tokens: Tensor, labels: Tensor | None, generator: torch.Generator | None
+        self,
+        tokens: Tensor,
+        labels: Tensor | None,
+        generator: torch.Generator | None,
+        target: DiffusionModel | None = None,
     ) -> dict[str, Tensor]:
         device, (b, length) = self.device, tokens.shape
         t = obj.low_discrepancy_times(b, generator=generator, device=device).clamp_min(T_MIN)

@@ -96,7 +96,11 @@ class LCMD(DiffusionModel):
 
     # ---------------------------------------------------------------------------------- loss
     def _terms(
-        self, tokens: Tensor, labels: Tensor | None, generator: torch.Generator | None
+        self,
+        tokens: Tensor,
+        labels: Tensor | None,
+        generator: torch.Generator | None,
+        target: DiffusionModel | None = None,
     ) -> dict[str, Tensor]:
         dc, training = self.diffusion_config, self.training
         device = self.device
@@ -156,6 +160,7 @@ class LCMD(DiffusionModel):
                 self_cond,
                 dropped[:b],
                 generator,
+                target,
             )
 
         if warp is not None:  # every term at t: weighted by 1/q(t), the proposal fitted to them
@@ -213,8 +218,10 @@ class LCMD(DiffusionModel):
         self_cond: Tensor | None,
         dropped: Tensor,
         generator: torch.Generator | None,
+        target: DiffusionModel | None,
     ) -> Tensor:
-        """KL(sg[p(·|z_s, s)] ‖ p(·|z_t, t)) for s < t on the same trajectory."""
+        """KL(sg[p(·|z_s, s)] ‖ p(·|z_t, t)) for s < t on the same trajectory; the target comes
+        from `target` (the EMA) when `diffusion.cm_target_weights=ema`, else from this model."""
         dc, b = self.diffusion_config, t.shape[0]
         s = obj.consistency_times(t, dc.cm_pairs, dc.cm_delta, generator=generator)
         log_snr_s = self.schedule.log_snr(s).to(z_t.dtype)
@@ -226,14 +233,21 @@ class LCMD(DiffusionModel):
                 a_t, s_t = (v.to(z_t.dtype)[:, None, None] for v in self.schedule.alpha_sigma(t))
                 x_sg = x_hat.detach()
                 z_s = a_s * x_sg + s_s * (z_t - a_t * x_sg) / s_t
-            target = self.denoise(
+            teacher = self
+            if dc.cm_target_weights == "ema":
+                if target is None:
+                    raise ValueError(
+                        "diffusion.cm_target_weights=ema: pass the EMA as loss(target=)"
+                    )
+                teacher = target
+            target_logits = teacher.denoise(
                 z_s,
                 log_snr_s,
                 None if row_labels is None else row_labels[:b],
                 None if self_cond is None else self_cond[:b],
                 dropped,
             )
-        return obj.consistency_loss(target, logits_t)
+        return obj.consistency_loss(target_logits, logits_t)
 
     # ------------------------------------------------------------------------------ sampling
     def _draw(

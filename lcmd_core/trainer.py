@@ -374,6 +374,7 @@ class Trainer:
         # Every process draws the whole global batch from the same batch order and takes its own
         # micro-batches; each micro-batch has its own random stream, so the losses do not
         # depend on the number of processes.
+        teacher = self.ema.module if self.config.diffusion.cm_target_weights == "ema" else None
         total_micro = accum * self.world.size
         mine = range(self.world.rank * accum, (self.world.rank + 1) * accum)
         for k in range(total_micro):
@@ -387,7 +388,7 @@ class Trainer:
             seed = micro_batch_seed(self.config.train.seed, self.step, self.nonfinite_steps, k)
             generator = torch.Generator(self.device).manual_seed(seed)
             with autocast(self.device, self.autocast_dtype):
-                out = self.model.loss(tokens, labels, generator=generator)
+                out = self.model.loss(tokens, labels, generator=generator, target=teacher)
             (out["total"] / total_micro).backward()
             for key, value in out.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) / total_micro

@@ -351,3 +351,27 @@ def test_configs_given_directly_build_the_model_the_keywords_build():
     assert model_cfg.width == 16  # the caller's config is not changed
     with pytest.raises(ValueError, match="is the continuous process, not masked"):
         LCMD(9, 5, diffusion=DiffusionConfig(process="masked"))
+
+
+def test_cm_target_from_the_ema_uses_the_network_it_is_given():
+    import copy
+
+    torch.manual_seed(0)
+    model = LCMD(9, 6, width=16, depth=1, heads=2, embed_dim=4, cm_target_weights="ema")
+    current = LCMD(9, 6, width=16, depth=1, heads=2, embed_dim=4)
+    current.load_state_dict(model.state_dict())
+    tokens = torch.randint(0, 9, (4, 6), generator=torch.Generator().manual_seed(1))
+
+    def consistency(m, target=None):
+        return m.loss(tokens, generator=torch.Generator().manual_seed(2), target=target)[
+            "consistency"
+        ]
+
+    with pytest.raises(ValueError, match="pass the EMA"):
+        consistency(model)
+    same = copy.deepcopy(model)  # a target with the same weights: the current-weights term
+    assert torch.equal(consistency(model, same), consistency(current))
+    with torch.no_grad():
+        for p in same.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    assert not torch.allclose(consistency(model, same), consistency(current))

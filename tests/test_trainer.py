@@ -279,3 +279,10 @@ def test_a_corrupt_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, sha
     trainer.fit()
     assert "skipping step-0000008: checkpoint file" in capsys.readouterr().err
     assert trainer.step == 8 and [s for s, _ in losses(tmp_path / "run")] == list(range(1, 9))
+
+
+def test_training_with_an_ema_cm_target(tmp_path, shards):
+    out = make(
+        tmp_path, shards, "ema", "train.max_steps=3", "diffusion.cm_target_weights=ema"
+    ).fit()
+    assert out["step"] == 3 and out["consistency"] > 0
