@@ -180,13 +180,13 @@ class Run:
         )
         name = f"step-{self.step:07d}-seed-{seed}" + (f"-prompts-{digest[:8]}" if digest else "")
         out = Path(out_dir) if out_dir else _unused(self.run_dir.samples_dir / name)
-        extra = {}
-        if prompts is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            lines = "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in prompts)
-            (out / "prompts.jsonl").write_text(lines, encoding="utf-8")
-            extra["prompts"] = {"count": len(prompts), "sha256": digest, "file": "prompts.jsonl"}
-        return self.draw(settings, labels, known, out, extra)
+        if prompts is None:
+            return self.draw(settings, labels, known, out)
+        record = {"prompts": {"count": len(prompts), "sha256": digest, "file": "prompts.jsonl"}}
+        result = self.draw(settings, labels, known, out, record)  # a refused draw writes nothing
+        lines = "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in prompts)
+        (out / "prompts.jsonl").write_text(lines, encoding="utf-8")
+        return result
 
     def draw(
         self,
