@@ -120,7 +120,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     record = _verified_record(path, None)
     optimizer_path = path / "optimizer.json"
     optimizer_json = check_schema(
-        OptimizerRecord, _read_json(optimizer_path), optimizer_path, CheckpointError, _fix(path)
+        OptimizerRecord,
+        _read_json(optimizer_path),
+        optimizer_path,
+        CheckpointError,
+        resume_hint(path),
     )
     optimizer_tensors = _load_tensors(path / "optimizer.safetensors")
     try:
@@ -133,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except KeyError as err:
         raise CheckpointError(
             f"{optimizer_path} refers to tensor {err} that optimizer.safetensors lacks; "
-            f"{_fix(path)}"
+            f"{resume_hint(path)}"
         ) from None
     return {**_weights(path, record), "optimizer": optimizer, "rng": record["rng"]}
 
@@ -158,19 +162,19 @@ def _verified_record(path: Path, names: tuple[str, ...] | None) -> dict[str, Any
             f"{record_path} has checkpoint format version {version}, "
             f"this lcmd reads version {FORMAT_VERSION}; resume with a matching lcmd version"
         )
-    record = check_schema(CheckpointRecord, raw, record_path, CheckpointError, _fix(path))
+    record = check_schema(CheckpointRecord, raw, record_path, CheckpointError, resume_hint(path))
     needed = {"model.safetensors", *(["optimizer.safetensors"] if names is None else [])}
     if missing := sorted(needed - set(record.files)):
-        raise CheckpointError(f"{record_path} lists no {missing[0]}; {_fix(path)}")
+        raise CheckpointError(f"{record_path} lists no {missing[0]}; {resume_hint(path)}")
     for name, digest in record.files.items():
-        file = confined(path, name, CheckpointError, _fix(path))
+        file = confined(path, name, CheckpointError, resume_hint(path))
         if names is not None and name not in names:
             continue
         if not file.is_file():
-            raise CheckpointError(f"checkpoint file {file} is missing; {_fix(path)}")
+            raise CheckpointError(f"checkpoint file {file} is missing; {resume_hint(path)}")
         if sha256_file(file) != digest:
             raise CheckpointError(
-                f"checkpoint file {file} is corrupt (checksum mismatch); {_fix(path)}"
+                f"checkpoint file {file} is corrupt (checksum mismatch); {resume_hint(path)}"
             )
     return record.model_dump()
 
@@ -209,7 +213,7 @@ def restore_rng(state: dict[str, Any], source: Path | None = None) -> None:
         np.random.set_state(saved[1])
         torch.set_rng_state(saved[2])
         where = f"{source}: " if source else ""
-        fix = f"; {_fix(source.parent)}" if source else ""
+        fix = f"; {resume_hint(source.parent)}" if source else ""
         raise CheckpointError(
             f"{where}malformed RNG state ({type(err).__name__}: {err}){fix}"
         ) from None
@@ -322,7 +326,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError) as error:
         raise CheckpointError(
-            f"checkpoint file {path} is unreadable ({error}); {_fix(path.parent)}"
+            f"checkpoint file {path} is unreadable ({error}); {resume_hint(path.parent)}"
         ) from None
 
 
@@ -332,15 +336,16 @@ def _read_json(path: Path) -> Any:
             f"no checkpoint at {path.parent} ({path.name} missing); pass a checkpoint "
             "directory such as checkpoints/step-0001000"
         )
-    value = read_json(path, CheckpointError, _fix(path.parent))
+    value = read_json(path, CheckpointError, resume_hint(path.parent))
     if not isinstance(value, dict):
         raise CheckpointError(
-            f"{path} holds a {type(value).__name__}, not a record; {_fix(path.parent)}"
+            f"{path} holds a {type(value).__name__}, not a record; {resume_hint(path.parent)}"
         )
     return value
 
 
-def _fix(checkpoint: Path) -> str:
+def resume_hint(checkpoint: Path) -> str:
+    """What to do about a damaged checkpoint directory."""
     return f"delete {checkpoint} to resume from the previous checkpoint"
 
 

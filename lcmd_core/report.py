@@ -28,7 +28,7 @@ def write_report(run_path: str | Path, out: str | Path | None = None) -> Path:
     run = RunDir(run_path)
     if not run.metrics_path.is_file():
         raise RunError(f"{run.path} has no metrics.jsonl; train it first (lcmd train)")
-    records = read_records(run.metrics_path)
+    records, _ = read_records(run.metrics_path)
     if not records:
         raise RunError(f"{run.metrics_path} holds no training records yet")
     try:

@@ -14,13 +14,14 @@ from typing import Any
 import torch
 
 from . import sharding
-from .checkpoint import CheckpointError, load_checkpoint, restore_rng
+from .checkpoint import CheckpointError, load_checkpoint, restore_rng, resume_hint
 from .codec import TokenSpec
 from .config import ConfigError, RunConfig, validate_config
 from .ema import EMA
 from .readback import TrainingState, check_schema, read_json
 from .run_dir import RunDir, RunError
 from .shards import BatchOrder
+from .tracking import read_records
 
 
 def read_config(run: RunDir) -> RunConfig:
@@ -93,7 +94,11 @@ def check_matches(
     """Refuse a checkpoint trained with another codec or diffusion process than the run's (or
     whose training state is malformed)."""
     check_schema(
-        TrainingState, state, checkpoint / "state.json", CheckpointError, _delete(checkpoint)
+        TrainingState,
+        state,
+        checkpoint / "state.json",
+        UnreadableCheckpoint,
+        resume_hint(checkpoint),
     )
     saved_fp = state.get("fingerprint")
     if saved_fp != spec.fingerprint:
@@ -121,11 +126,11 @@ def check_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], sou
         if not tensor.is_floating_point():
             raise UnreadableCheckpoint(
                 f"{source}: {key} is {str(tensor.dtype).removeprefix('torch.')}, not floating "
-                f"point; {_delete(source.parent)}"
+                f"point; {resume_hint(source.parent)}"
             )
         if not bool(torch.isfinite(tensor).all()):
             raise UnreadableCheckpoint(
-                f"{source}: {key} holds NaN or Inf; {_delete(source.parent)}"
+                f"{source}: {key} holds NaN or Inf; {resume_hint(source.parent)}"
             )
 
 
@@ -176,13 +181,6 @@ def restore_training(
     """
     try:
         ckpt = load_checkpoint(checkpoint)
-        check_schema(
-            TrainingState,
-            ckpt["state"],
-            checkpoint / "state.json",
-            CheckpointError,
-            _delete(checkpoint),
-        )
     except CheckpointError as err:
         raise UnreadableCheckpoint(str(err)) from None
     state = ckpt["state"]
@@ -215,7 +213,7 @@ def restore_position(state: dict[str, Any], order: BatchOrder, checkpoint: Path)
         if position:
             order.load_state_dict(position)
     except ValueError as err:
-        fix = _delete(checkpoint)
+        fix = resume_hint(checkpoint)
         raise CheckpointError(
             f"{source}: the data position does not fit the shards ({err}); {fix}"
         ) from None
@@ -227,27 +225,12 @@ def trim_metrics(path: Path, step: int, warn: Callable[[str], None]) -> None:
     and lines that are not records (a torn last line of a killed run), telling `warn`."""
     if not path.is_file():
         return
-    kept, torn = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            torn += bool(line.strip())
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step", 0), int):
-            if record.get("step", 0) <= step:
-                kept.append(line)
-        else:
-            torn += 1
-    if torn:
-        warn(f"dropped {torn} unreadable line(s) of {path} (a torn write of a killed run)")
+    records, unreadable = read_records(path)
+    if unreadable:
+        warn(f"dropped {unreadable} unreadable line(s) of {path} (a torn write of a killed run)")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
     tmp.replace(path)
-
-
-def _delete(checkpoint: Path) -> str:
-    return f"delete {checkpoint} to resume from the previous checkpoint"
 
 
 def _misfit(checkpoint: Path, run: RunDir, err: Exception) -> CheckpointError:

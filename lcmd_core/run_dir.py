@@ -43,6 +43,10 @@ class RunDir:
     def shards_dir(self) -> Path:
         return self.path / "shards"
 
+    def data_shards(self, configured: str | None) -> Path:
+        """Token shards: `configured` (`config.data.shards`) or the run's own `shards/`."""
+        return Path(configured) if configured else self.shards_dir
+
     def step_dir(self, step: int) -> Path:
         """`checkpoints/step-NNNNNNN` for `step`."""
         if step < 0:

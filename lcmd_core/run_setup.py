@@ -72,7 +72,7 @@ class RunSetup:
     @property
     def shards_dir(self) -> Path:
         """Token shards: `config.data.shards` or the run's own `shards/`."""
-        return Path(self.config.data.shards) if self.config.data.shards else self.dir.shards_dir
+        return self.dir.data_shards(self.config.data.shards)
 
     @property
     def spec(self) -> TokenSpec:

@@ -270,7 +270,7 @@ def load_run(path: str | Path, *, pm: Any = None) -> Run:
     run_dir = RunDir(path)
     config = read_config(run_dir)
     plugin = get_plugin(config.data.plugin, pm)
-    shards = Path(config.data.shards) if config.data.shards else run_dir.shards_dir
+    shards = run_dir.data_shards(config.data.shards)
     prepared = load_prepared(plugin, config.data, run_dir.codec_dir, shards)
     latest = run_dir.latest()
     if latest is None:

@@ -76,14 +76,18 @@ class RunLog:
             self.writer.close()
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The records of a metrics.jsonl, and how many non-blank lines are not records (a torn last
+    line from a kill mid-write, bytes that are not text)."""
+    records, unreadable = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
+            unreadable += bool(line.strip())
             continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
+        if isinstance(record, dict) and type(record.get("step")) is int:
             records.append(record)
-    return records
+        else:
+            unreadable += 1
+    return records, unreadable
