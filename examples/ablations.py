@@ -67,6 +67,43 @@ VARIANTS: dict[str, list[str]] = {
     "gate_5_ce": ["model.output_prior_logsnr=5", "diffusion.ce_weight=1"],
     "importance": ["diffusion.time_sampling=importance"],
     "gate_5_importance": ["model.output_prior_logsnr=5", "diffusion.time_sampling=importance"],
+    "ce_only_l2_warp": [
+        "diffusion.loss=ce_only",
+        "model.embed_norm=l2",
+        "diffusion.time_sampling=warp",
+    ],
+    "ce_only_l2s_warp": [
+        "diffusion.loss=ce_only",
+        "model.embed_norm=l2_scaled",
+        "diffusion.time_sampling=warp",
+    ],
+    "ce_cm_l2_warp": [
+        "diffusion.w_diff=0",
+        "diffusion.w_prior=0",
+        "diffusion.ce_weight=1",
+        "model.embed_norm=l2",
+        "diffusion.time_sampling=warp",
+    ],
+    "ce_cm_l2": [
+        "diffusion.w_diff=0",
+        "diffusion.w_prior=0",
+        "diffusion.ce_weight=1",
+        "model.embed_norm=l2",
+    ],
+    "ce_cm_warp": [
+        "diffusion.w_diff=0",
+        "diffusion.w_prior=0",
+        "diffusion.ce_weight=1",
+        "diffusion.time_sampling=warp",
+    ],
+    "ce_cm_l2_warp_gate_5": [
+        "diffusion.w_diff=0",
+        "diffusion.w_prior=0",
+        "diffusion.ce_weight=1",
+        "model.embed_norm=l2",
+        "diffusion.time_sampling=warp",
+        "model.output_prior_logsnr=5",
+    ],
     "masked": ["diffusion.process=masked"],
     "masked_flops": ["diffusion.process=masked"],
 }

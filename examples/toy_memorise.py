@@ -21,6 +21,7 @@ import torch
 from lcmd_core import LCMD
 
 K, L, N_SEQ = 16, 16, 4
+CE_CM = {"w_diff": 0.0, "w_prior": 0.0, "ce_weight": 1.0}  # CE at t and CM, no diffusion MSE
 VARIANTS: dict[str, dict] = {
     "defaults": {},
     "shift +2": {"shift": 2.0},
@@ -36,6 +37,30 @@ VARIANTS: dict[str, dict] = {
     "readout gate c = 5, shift +2": {"output_prior_logsnr": 5.0, "shift": 2.0},
     "no readout": {"output_prior": False},
     "no readout, CE only": {"output_prior": False, "loss": "ce_only"},
+    "CE only": {"loss": "ce_only"},
+    "CE only, warp": {"loss": "ce_only", "time_sampling": "warp"},
+    "CE only, l2, warp": {"loss": "ce_only", "embed_norm": "l2", "time_sampling": "warp"},
+    "no readout, CE only, l2, warp": {
+        "output_prior": False,
+        "loss": "ce_only",
+        "embed_norm": "l2",
+        "time_sampling": "warp",
+    },
+    "CE only, l2, warp, gate c = 5": {
+        "loss": "ce_only",
+        "embed_norm": "l2",
+        "time_sampling": "warp",
+        "output_prior_logsnr": 5.0,
+    },
+    "CE + CM, l2, warp": {**CE_CM, "embed_norm": "l2", "time_sampling": "warp"},
+    "CE + CM, l2": {**CE_CM, "embed_norm": "l2"},
+    "CE + CM, warp": {**CE_CM, "time_sampling": "warp"},
+    "CE + CM, l2, warp, gate c = 5": {
+        **CE_CM,
+        "embed_norm": "l2",
+        "time_sampling": "warp",
+        "output_prior_logsnr": 5.0,
+    },
 }
 
 

@@ -88,10 +88,11 @@ class DiffusionConfig(_Strict):
         description="(continuous) weight of the cross-entropy of the noisy prediction at t "
         "(kept positions), a direct signal at every noise level",
     )
-    time_sampling: Literal["uniform", "importance"] = Field(
+    time_sampling: Literal["uniform", "importance", "warp"] = Field(
         "uniform",
-        description="(continuous) t in training: low-discrepancy uniform, or importance-sampled "
-        "from a CDF fitted online to the loss and reweighted (the same objective)",
+        description="(continuous) t in training: low-discrepancy uniform; importance-sampled "
+        "from a CDF fitted online to the loss and reweighted (the same objective); or warp, "
+        "drawn where the ELBO's integrand is large and not reweighted (a new weighting)",
     )
     cm_target: Literal["same_noise", "ddim"] = "same_noise"
     cm_pairs: Literal["uniform", "delta"] = "uniform"

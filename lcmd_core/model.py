@@ -40,7 +40,7 @@ class LCMD(DiffusionModel):
             scale=mc.embed_scale,
             frozen=mc.freeze_embeddings,
         )
-        self.time_warp = TimeWarp() if dc.time_sampling == "importance" else None
+        self.time_warp = None if dc.time_sampling == "uniform" else TimeWarp()
 
     # -------------------------------------------------------------------------------- network
     def denoise(
@@ -163,19 +163,24 @@ class LCMD(DiffusionModel):
                 target,
             )
 
-        if warp is not None:  # every term at t: weighted by 1/q(t), the proposal fitted to them
-            at_t = (
-                dc.w_diff * diffusion
-                + dc.w_rec * dropped_ce
-                + dc.cm_weight * consistency
-                + dc.ce_weight * noisy_ce
-            )
+        elbo_at_t = diffusion
+        if warp is not None:
             weight = 1.0 / warp.density(t)
-            warp.update(t, at_t.detach())
-            diffusion, dropped_ce, consistency, noisy_ce = (
-                (term * weight.to(term.dtype))
-                for term in (diffusion, dropped_ce, consistency, noisy_ce)
-            )
+            elbo_at_t = diffusion * weight.to(diffusion.dtype)
+            if dc.time_sampling == "importance":  # every term at t weighted by 1/q(t)
+                at_t = (
+                    dc.w_diff * diffusion
+                    + dc.w_rec * dropped_ce
+                    + dc.cm_weight * consistency
+                    + dc.ce_weight * noisy_ce
+                )
+                warp.update(t, at_t.detach())
+                diffusion, dropped_ce, consistency, noisy_ce = (
+                    (term * weight.to(term.dtype))
+                    for term in (diffusion, dropped_ce, consistency, noisy_ce)
+                )
+            else:  # warp: q(t) ∝ the ELBO's integrand at t; the training terms keep q's weighting
+                warp.update(t, diffusion.detach())
 
         per_tok = 1.0 / length
         terms = {
@@ -188,10 +193,10 @@ class LCMD(DiffusionModel):
             "acc_t0": (logits[b:].detach().argmax(-1) == tokens[:n_rec]).float().mean(-1),
         }
         if n_rec == b:
-            terms["bits_per_token"] = obj.bits(diffusion + reconstruction + prior, length)
+            terms["bits_per_token"] = obj.bits(elbo_at_t + reconstruction + prior, length)
         else:
             terms["bits_per_token"] = obj.bits(
-                diffusion.mean() + reconstruction.mean() + prior.mean(), length
+                elbo_at_t.mean() + reconstruction.mean() + prior.mean(), length
             )
         if dc.loss == "ce_only":
             total = obj.cross_entropy(logits, rows).mean() * per_tok

@@ -89,14 +89,15 @@ def test_bad_settings_are_refused(bad):
         TimeWarp(**bad)
 
 
-def test_lcmd_elbo_estimate_is_unbiased_under_importance_sampling():
+@pytest.mark.parametrize("mode", ["importance", "warp"])
+def test_lcmd_elbo_estimate_is_unbiased_under_a_fitted_proposal(mode):
     """A fixed model's training-mode ELBO estimate has the same mean with t drawn uniformly and
-    with t drawn from a skewed proposal and reweighted."""
+    with t drawn from a skewed proposal and reweighted (warp reweights only the estimate)."""
     torch.manual_seed(0)
     data = torch.randint(0, 8, (32, 6), generator=torch.Generator().manual_seed(3))
     kw = dict(width=32, depth=1, heads=2, embed_dim=8, drop_prob=0.0, cm_weight=0.0)
     uniform = LCMD(8, 6, **kw)
-    warped = LCMD(8, 6, time_sampling="importance", **kw)
+    warped = LCMD(8, 6, time_sampling=mode, **kw)
     warped.load_state_dict(uniform.state_dict(), strict=False)  # the same network and table
     warped.time_warp.bin_loss.copy_(torch.logspace(3, -1, 64, dtype=torch.float64))
     warped.time_warp.updates.fill_(1)
@@ -111,3 +112,34 @@ def test_lcmd_elbo_estimate_is_unbiased_under_importance_sampling():
     var = {k: torch.tensor(v).var().item() for k, v in samples.items()}
     stderr = math.sqrt(sum(v / 300 for v in var.values()))
     assert abs(means["uniform"] - means["warped"]) < 4 * stderr
+
+
+def test_warp_keeps_the_training_terms_unweighted_and_fits_the_elbo_integrand():
+    """Under `warp` the per-sample terms are those at the drawn t (importance divides them by
+    q(t)), the ELBO estimate is reweighted in both, and the proposal is fitted to the diffusion
+    term alone (the ELBO's integrand at t)."""
+    data = torch.randint(0, 8, (16, 6), generator=torch.Generator().manual_seed(3))
+    kw = dict(width=32, depth=1, heads=2, embed_dim=8, drop_prob=0.0, cm_weight=0.0)
+    kw |= dict(ce_weight=1.0)
+    models = {m: LCMD(8, 6, time_sampling=m, **kw) for m in ("importance", "warp")}
+    models["warp"].load_state_dict(models["importance"].state_dict())
+    for model in models.values():
+        model.time_warp.bin_loss.copy_(torch.logspace(2, -1, 64, dtype=torch.float64))
+        model.time_warp.updates.fill_(1)
+    inverse_densities = 1.0 / (models["warp"].time_warp.masses() * 64)  # before the update
+    out = {  # per-sample terms
+        m: model._terms(data, None, torch.Generator().manual_seed(5)) for m, model in models.items()
+    }
+    seen = out["warp"]["noisy_ce"] > 0
+    ratio = (out["importance"]["noisy_ce"][seen] / out["warp"]["noisy_ce"][seen]).double()
+    nearest = (ratio[:, None] - inverse_densities[None]).abs().min(-1).values
+    assert torch.all(nearest < 1e-4 * ratio)
+    assert ratio.max() / ratio.min() > 2  # the proposal is skewed: the weights differ
+    torch.testing.assert_close(out["importance"]["bits_per_token"], out["warp"]["bits_per_token"])
+
+    fresh = LCMD(8, 6, time_sampling="warp", **kw)
+    terms = fresh._terms(data, None, torch.Generator().manual_seed(5))
+    mean_diffusion = float(terms["diffusion"].detach().double().mean() * 6)  # per sequence, as fitted
+    running = fresh.time_warp.bin_loss
+    assert running.min() < mean_diffusion < running.max()  # seen bins moved toward their losses
+    assert float(running.median()) == pytest.approx(mean_diffusion, rel=1e-6)
