@@ -36,7 +36,11 @@ class ModelConfig(_Strict):
     mlp_ratio: float = Field(4.0, gt=0, le=64)
     dropout: float = Field(0.0, ge=0, lt=1)
     embed_dim: int = Field(64, gt=0, le=2**16, description="D, the token embedding width")
-    embed_norm: Literal["none", "l2", "l2_scaled"] = "none"
+    embed_norm: Literal["none", "l2", "l2_scaled"] = Field(
+        "l2",
+        description="(continuous) rows renormalised on every use: l2 to embed_scale, l2_scaled "
+        "to embed_scale·√D; none lets them grow or shrink (the paper's table)",
+    )
     embed_scale: float = Field(
         1.0,
         gt=0,
@@ -78,18 +82,23 @@ class DiffusionConfig(_Strict):
     logsnr_min: float = -15.0
     logsnr_max: float = 15.0
     loss: Literal["lcmd", "ce_only"] = "lcmd"
-    w_diff: float = Field(1.0, ge=0)
+    w_diff: float = Field(
+        0.0,
+        ge=0,
+        description="(continuous) weight of the diffusion bound's MSE term (the paper's L_diff; "
+        "the default trains the cross-entropy at t instead, ce_weight)",
+    )
     w_rec: float = Field(1.0, ge=0)
     w_prior: float = Field(1.0, ge=0)
     cm_weight: float = Field(1.0, ge=0)
     ce_weight: float = Field(
-        0.0,
+        1.0,
         ge=0,
         description="(continuous) weight of the cross-entropy of the noisy prediction at t "
         "(kept positions), a direct signal at every noise level",
     )
     time_sampling: Literal["uniform", "importance", "warp"] = Field(
-        "uniform",
+        "warp",
         description="(continuous) t in training: low-discrepancy uniform; importance-sampled "
         "from a CDF fitted online to the loss and reweighted (the same objective); or warp, "
         "drawn where the ELBO's integrand is large and not reweighted (a new weighting)",

@@ -8,7 +8,8 @@ names.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import pluggy
@@ -338,6 +339,13 @@ class DiffusionModel(nn.Module):
             {"params": embed, "lr": embed_lr, "weight_decay": 0.0, "name": "embeddings"},
         ]
         return [g for g in groups if g["params"]]
+
+    @contextmanager
+    def one_step(self) -> Iterator[None]:
+        """The `loss` calls inside make one optimizer step: state fitted to the losses as they
+        come (LCMD's time warp) is updated once, at the end, so that it does not depend on how
+        the step is split into micro-batches and processes. Nothing to defer here."""
+        yield
 
     def diagnostics(self) -> dict[str, float]:
         """Embedding-collapse diagnostics of the token embeddings."""

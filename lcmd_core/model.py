@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -281,6 +283,21 @@ class LCMD(DiffusionModel):
             self_condition=self.model_config.self_condition,
             generator=generator,
         )
+
+    @contextmanager
+    def one_step(self) -> Iterator[None]:
+        """The time warp's proposal stays fixed over the `loss` calls inside and takes their
+        losses in one update at the end (see `DiffusionModel.one_step`)."""
+        warp = self.time_warp
+        if warp is None:
+            yield
+            return
+        warp.deferred = True
+        try:
+            yield
+        finally:
+            warp.deferred = False
+            warp.commit()
 
     def diagnostics(self) -> dict[str, float]:
         """Embedding-collapse diagnostics of the current table."""

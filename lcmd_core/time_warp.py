@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 class TimeWarp(nn.Module):
     """Proposal q(t) on [0, 1]: `sample` maps uniforms to times, `density` gives q(t), `update`
-    folds a batch of (t, loss) into the running per-bin loss (an EMA with `decay`).
+    folds a batch of (t, loss) into the running per-bin loss (an EMA with `decay`), at once or,
+    while `deferred`, at the next `commit()`.
 
     The running loss is a buffer (float64, arithmetic in float64 whatever its dtype), so it is
     saved in checkpoints and copied by the EMA.
@@ -38,6 +39,8 @@ class TimeWarp(nn.Module):
         self.uniform_mix = uniform_mix
         self.register_buffer("bin_loss", torch.ones(bins, dtype=torch.float64))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.deferred = False
+        self._pending: Tensor | None = None  # [2, bins]: loss sums and counts not yet applied
 
     def masses(self) -> Tensor:
         """FloatTensor[bins] (float64): the probability of each bin, summing to 1."""
@@ -69,19 +72,38 @@ class TimeWarp(nn.Module):
 
     @torch.no_grad()
     def update(self, t: Tensor, loss: Tensor) -> None:
-        """Fold per-sample losses (FloatTensor[B], any sign: |ℓ| is used) at times t[B] in; the
-        first update sets every bin to the batch's mean (the proposal starts uniform)."""
+        """Fold per-sample losses (FloatTensor[B], any sign: |ℓ| is used; non-finite ones are
+        skipped) at times t[B] in. While `deferred` they wait for `commit()`, so that the loss
+        calls of one optimizer step all see one proposal, whatever their split into micro-batches
+        and processes."""
         index = self._bin(t)
+        value = loss.detach().abs().double()
+        finite = torch.isfinite(value)
         zeros = torch.zeros(self.bins, dtype=torch.float64, device=self.bin_loss.device)
-        sums = zeros.index_add(0, index, loss.detach().abs().double())
-        counts = zeros.index_add(0, index, torch.ones_like(sums[index]))
+        sums = zeros.index_add(0, index[finite], value[finite])
+        counts = zeros.index_add(0, index[finite], torch.ones_like(value[finite]))
+        batch = torch.stack([sums, counts])
+        self._pending = batch if self._pending is None else self._pending + batch
+        if not self.deferred:
+            self.commit()
+
+    @torch.no_grad()
+    def commit(self) -> None:
+        """Apply the losses folded in since the last commit (summed over processes under
+        torch.distributed); the first commit sets every bin to their mean (the proposal starts
+        uniform)."""
+        pending = self._pending
+        self._pending = None
+        if pending is None:
+            pending = torch.zeros(2, self.bins, dtype=torch.float64, device=self.bin_loss.device)
         if dist.is_available() and dist.is_initialized():
-            both = torch.stack([sums, counts])
-            dist.all_reduce(both)
-            sums, counts = both[0], both[1]
+            dist.all_reduce(pending)
+        sums, counts = pending[0], pending[1]
+        if counts.sum() == 0:
+            return
         running = self.bin_loss.double()
         if self.updates == 0:
-            running.fill_(float(sums.sum() / counts.sum().clamp_min(1.0)))
+            running.fill_(float(sums.sum() / counts.sum()))
         seen = counts > 0
         running[seen] = self.decay * running[seen] + (1.0 - self.decay) * sums[seen] / counts[seen]
         self.bin_loss.copy_(running)

@@ -377,21 +377,22 @@ class Trainer:
         teacher = self.ema.module if self.config.diffusion.cm_target_weights == "ema" else None
         total_micro = accum * self.world.size
         mine = range(self.world.rank * accum, (self.world.rank + 1) * accum)
-        for k in range(total_micro):
-            idx = self.batch_order.next_batch(micro)
-            if k not in mine:
-                continue
-            if self.sharded:  # reduce-scatter the gradients after the last micro-batch only
-                self.model.set_requires_gradient_sync(k == mine[-1])
-            tokens = train_set.tokens(idx).to(self.device, non_blocking=True)
-            labels = train_set.labels(idx) if self.spec.num_classes else None
-            seed = micro_batch_seed(self.config.train.seed, self.step, self.nonfinite_steps, k)
-            generator = torch.Generator(self.device).manual_seed(seed)
-            with autocast(self.device, self.autocast_dtype):
-                out = self.model.loss(tokens, labels, generator=generator, target=teacher)
-            (out["total"] / total_micro).backward()
-            for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) / total_micro
+        with self.model.one_step():
+            for k in range(total_micro):
+                idx = self.batch_order.next_batch(micro)
+                if k not in mine:
+                    continue
+                if self.sharded:  # reduce-scatter the gradients after the last micro-batch only
+                    self.model.set_requires_gradient_sync(k == mine[-1])
+                tokens = train_set.tokens(idx).to(self.device, non_blocking=True)
+                labels = train_set.labels(idx) if self.spec.num_classes else None
+                seed = micro_batch_seed(self.config.train.seed, self.step, self.nonfinite_steps, k)
+                generator = torch.Generator(self.device).manual_seed(seed)
+                with autocast(self.device, self.autocast_dtype):
+                    out = self.model.loss(tokens, labels, generator=generator, target=teacher)
+                (out["total"] / total_micro).backward()
+                for key, value in out.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach()) / total_micro
         sums = distributed.sum_values(sums, self.world, self.device)
         if not self.sharded:
             distributed.sum_gradients(list(self.model.parameters()), self.world)

@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from lcmd_core.config import ConfigError, RunConfig, resolve_config, validate_config
+from lcmd_core.config import (
+    ConfigError,
+    DiffusionConfig,
+    RunConfig,
+    resolve_config,
+    validate_config,
+)
 
 
 def test_defaults_validate_and_round_trip_through_json():
@@ -94,7 +100,8 @@ def test_override_edge_cases():
 def test_masked_run_drops_the_presets_continuous_settings_but_not_the_users():
     preset = {"diffusion": {"shift": 2.0, "ce_weight": 4.0}, "model": {"width": 48}}
     cfg = resolve_config(preset=preset, overrides=["diffusion.process=masked"])
-    assert cfg.diffusion.shift == 0.0 and cfg.diffusion.ce_weight == 0.0
+    defaults = DiffusionConfig()
+    assert (cfg.diffusion.shift, cfg.diffusion.ce_weight) == (defaults.shift, defaults.ce_weight)
     assert cfg.model.width == 48  # the preset's network stays
     assert resolve_config(preset=preset).diffusion.shift == 2.0
     with pytest.raises(ConfigError, match="shift"):

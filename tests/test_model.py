@@ -56,10 +56,12 @@ def test_loss_terms_finite_and_non_negative(
 
 
 def test_initial_loss_is_moderate_thanks_to_bayes_readout():
+    """Under the diffusion bound's MSE weight (w_diff), the readout keeps the first loss small."""
     torch.manual_seed(0)
     tokens = torch.randint(0, 256, (16, 49))
-    with_readout = LCMD(256, 49, **TINY).loss(tokens)["total"]
-    without = LCMD(256, 49, output_prior=False, **TINY).loss(tokens)["total"]
+    bound = {**TINY, "w_diff": 1.0, "ce_weight": 0.0, "embed_norm": "none"}
+    with_readout = LCMD(256, 49, **bound).loss(tokens)["total"]
+    without = LCMD(256, 49, output_prior=False, **bound).loss(tokens)["total"]
     assert with_readout < 50 < without
 
 
@@ -109,7 +111,7 @@ def test_readout_gate_follows_the_effective_log_snr():
 def test_ce_weight_adds_the_cross_entropy_at_t_of_kept_positions():
     torch.manual_seed(0)
     tokens = torch.randint(0, 10, (8, 6))
-    base = LCMD(10, 6, drop_prob=0.5, **TINY)
+    base = LCMD(10, 6, drop_prob=0.5, ce_weight=0.0, **TINY)
     weighted = LCMD(10, 6, drop_prob=0.5, ce_weight=2.0, **TINY)
     weighted.load_state_dict(base.state_dict())
     a = base.loss(tokens, generator=torch.Generator().manual_seed(1))
@@ -326,7 +328,8 @@ def toy_memorise():
 
 
 def test_readout_gate_memorises_the_toy_in_400_steps():
-    """Measured (seeds 0/1): 0.86/0.89 with the gate at c = 5, 0.28/0.25 without."""
+    """Measured on the defaults (seeds 0/1): 0.91/0.94 with the gate at c = 5, 0.66/0.48
+    without (the paper's objective: 0.86/0.89 with it, 0.28/0.25 without)."""
     match = toy_memorise().train({"output_prior_logsnr": 5.0}, steps=400, seed=0, every=400)
     assert match[400] >= 0.8
 

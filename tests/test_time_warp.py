@@ -139,7 +139,31 @@ def test_warp_keeps_the_training_terms_unweighted_and_fits_the_elbo_integrand():
 
     fresh = LCMD(8, 6, time_sampling="warp", **kw)
     terms = fresh._terms(data, None, torch.Generator().manual_seed(5))
-    mean_diffusion = float(terms["diffusion"].detach().double().mean() * 6)  # per sequence, as fitted
+    mean_diffusion = float(
+        terms["diffusion"].detach().double().mean() * 6
+    )  # per sequence, as fitted
     running = fresh.time_warp.bin_loss
     assert running.min() < mean_diffusion < running.max()  # seen bins moved toward their losses
     assert float(running.median()) == pytest.approx(mean_diffusion, rel=1e-6)
+
+
+def test_a_deferred_step_folds_its_micro_batches_in_once_as_one_batch():
+    """Split into micro-batches and committed once, a step updates the proposal exactly as the
+    whole batch does; non-finite losses are left out instead of poisoning the bins."""
+    t = torch.rand(64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    loss = torch.rand(64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    whole, split = TimeWarp(), TimeWarp()
+    for step in range(2):  # the first commit initialises, the second is an EMA step
+        whole.update(t, loss)
+        split.deferred = True
+        for part in range(4):
+            split.update(t[part::4], loss[part::4])
+            assert split.updates == step  # nothing applied before the commit
+        split.commit()
+        torch.testing.assert_close(split.bin_loss, whole.bin_loss)
+    poisoned = TimeWarp()
+    poisoned.update(t, torch.cat([loss[:-2], torch.tensor([float("nan"), float("inf")])]))
+    clean = TimeWarp()
+    clean.update(t[:-2], loss[:-2])
+    torch.testing.assert_close(poisoned.bin_loss, clean.bin_loss)
+    assert torch.isfinite(poisoned.bin_loss).all()
