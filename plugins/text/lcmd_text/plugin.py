@@ -43,9 +43,8 @@ TINY = {
 }
 # The most learning per CPU minute of those measured (docs/text.md): rotary positions let the
 # tiny model pick up local context within a few hundred steps; self-conditioning helps samples.
-# LCMD's defaults stay (docs/experiments.md, "Learning efficiency"): shift +2 and ce_weight 4 each
-# won at 1,000 steps (3.91 and 3.85 against 4.29 bits/char) but not at the preset's 5,000 (valid
-# 3.36 and 3.41 against 3.33).
+# LCMD's defaults (CE at t with CM, L2 rows, warped t; docs/experiments.md) learn 0.5 bits/char
+# more by 1,000 steps than the paper's objective and end level with it at 5,000.
 SHAKESPEARE = {
     "model": _SMALL_MODEL,
     "optim": {"lr": 2e-3, "warmup_steps": 100, "ema_decay": 0.995},
