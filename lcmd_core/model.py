@@ -297,7 +297,7 @@ class LCMD(DiffusionModel):
             yield
         finally:
             warp.deferred = False
-            warp.commit()
+        warp.commit()  # not after an error: under torch.distributed it would wait on the others
 
     def diagnostics(self) -> dict[str, float]:
         """Embedding-collapse diagnostics of the current table."""
