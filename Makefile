@@ -28,7 +28,7 @@ PLUGIN_DIRS := examples/lcmd-example-plugin $(patsubst %/pyproject.toml,%,$(PLUG
 .PHONY: help demo test test-slow bench docs lint clean
 
 help:
-	@echo "make demo       train the image model on embedded MNIST, sample digits, evaluate (~13 min)"
+	@echo "make demo       train the image model on embedded MNIST, sample digits, evaluate (13–21 min)"
 	@echo "make test       run the fast test suite (what CI runs)"
 	@echo "make test-slow  run the slow tests (long trainings)"
 	@echo "make bench      run the benchmarks, print their tables, write benchmarks/results.json"
