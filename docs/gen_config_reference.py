@@ -31,8 +31,6 @@ NOTES: dict[str, str] = {
     "L 24×1024 (16)",
     "model.mlp_ratio": "MLP hidden width as a multiple of the model width",
     "model.dropout": "dropout in attention output and MLP",
-    "model.embed_norm": "(continuous) row normalisation of the embedding table: none, unit "
-    "norm (l2) or norm √D (l2_scaled)",
     "model.freeze_embeddings": "(continuous) keep the random embedding table fixed (baseline)",
     "model.pos_encoding": "sin-cos on the codec's token grid, learned, or rotary (RoPE) on the "
     "same coordinates",
@@ -50,7 +48,6 @@ NOTES: dict[str, str] = {
     "diffusion.logsnr_max": "(continuous) clip of the base log-SNR at t = 0 (before the shift)",
     "diffusion.loss": "(continuous) lcmd: the four-term objective; ce_only: per-token "
     "cross-entropy at every t (CDCD baseline)",
-    "diffusion.w_diff": "(continuous) weight of L_diff",
     "diffusion.w_rec": "(continuous) weight of L_rec and of the cross-entropy at dropped positions",
     "diffusion.w_prior": "(continuous) weight of L_prior",
     "diffusion.cm_weight": "(continuous) λ_CM, weight of the consistency-matching loss (0 "

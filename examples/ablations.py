@@ -29,17 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import mean
 
+from lcmd_core.config import PAPER_OBJECTIVE
 from lcmd_core.embedding import distinguishable_log_snr
 from lcmd_core.schedule import ShiftedCosineSchedule
 
-# The paper's objective: LCMD's defaults until the CE-at-t defaults (docs/experiments.md). Every
-# variant measured before that change carries it, so its command still reproduces its row;
-# `paper` is what `full` was then.
+# Every variant measured before the CE-at-t defaults carries the paper's objective, so its
+# command still reproduces its row; `paper` is what `full` was then.
 PAPER = [
-    "diffusion.w_diff=1",
-    "diffusion.ce_weight=0",
-    "model.embed_norm=none",
-    "diffusion.time_sampling=uniform",
+    f"{sec}.{key}={value}" for sec, opts in PAPER_OBJECTIVE.items() for key, value in opts.items()
 ]
 VARIANTS: dict[str, list[str]] = {
     "full": [],

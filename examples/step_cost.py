@@ -12,8 +12,9 @@ import time
 import torch
 
 from lcmd_core import LCMD
+from lcmd_core.config import PAPER_OBJECTIVE
 
-PAPER = {"w_diff": 1.0, "ce_weight": 0.0, "embed_norm": "none", "time_sampling": "uniform"}
+PAPER = {k: v for opts in PAPER_OBJECTIVE.values() for k, v in opts.items()}
 NETWORK = {"width": 128, "depth": 4, "heads": 4, "embed_dim": 32, "num_classes": 10, "shift": 2.0}
 
 

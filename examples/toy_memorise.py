@@ -20,11 +20,13 @@ import torch
 from torch import Tensor
 
 from lcmd_core import LCMD
+from lcmd_core.config import PAPER_OBJECTIVE
+from lcmd_core.schedule import alpha_sigma_from_log_snr
 
 K, L, N_SEQ = 16, 16, 4
 # The paper's objective, lcmd's defaults before the CE-at-t defaults; the earlier rows of the
 # tables in docs/experiments.md were measured on top of it.
-PAPER = {"w_diff": 1.0, "ce_weight": 0.0, "embed_norm": "none", "time_sampling": "uniform"}
+PAPER = {k: v for opts in PAPER_OBJECTIVE.values() for k, v in opts.items()}
 CE_CM = {"w_diff": 0.0, "w_prior": 0.0, "ce_weight": 1.0}  # CE at t and CM, no diffusion MSE
 VARIANTS: dict[str, dict] = {
     "defaults": {},
@@ -113,7 +115,7 @@ def probe(model: LCMD, data: Tensor, seed: int) -> dict[str, float]:
     out = {}
     for lam in PROBE_LOG_SNRS:
         log_snr = torch.full((tokens.shape[0],), lam)
-        alpha, sigma = torch.sigmoid(log_snr).sqrt(), torch.sigmoid(-log_snr).sqrt()
+        alpha, sigma = alpha_sigma_from_log_snr(log_snr)
         noise = torch.randn(embeds.shape, generator=gen)
         z = alpha[:, None, None] * embeds + sigma[:, None, None] * noise
         out[f"acc λ={lam:g}"] = float(

@@ -221,6 +221,13 @@ class RunConfig(_Strict):
 
 # Options that only one process reads, by section; the others (network, labels, self-conditioning
 # and their probabilities) serve both.
+# The paper's objective (L_diff + L_CM on a free table, t uniform): LCMD's defaults until the
+# cross-entropy at t took L_diff's place. Paper presets and earlier experiments pin it.
+PAPER_OBJECTIVE: dict[str, dict[str, Any]] = {
+    "model": {"embed_norm": "none"},
+    "diffusion": {"w_diff": 1.0, "ce_weight": 0.0, "time_sampling": "uniform"},
+}
+
 CONTINUOUS_ONLY = {
     "model": (
         "embed_norm",

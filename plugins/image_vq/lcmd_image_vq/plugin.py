@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lcmd_core.config import PAPER_OBJECTIVE
 from lcmd_core.plugins import DatasetInfo, MetricInfo, hookimpl
 from lcmd_image_vq.metrics import (
     HIGHER_IS_BETTER,
@@ -72,8 +73,8 @@ PAPER_CODEC = {
     "batch_size": 32,
 }
 PAPER = {
-    "model": {"size": "B", "embed_dim": 64, "embed_norm": "none"},
-    "diffusion": {"w_diff": 1.0, "ce_weight": 0.0, "time_sampling": "uniform"},
+    "model": {"size": "B", "embed_dim": 64, **PAPER_OBJECTIVE["model"]},
+    "diffusion": dict(PAPER_OBJECTIVE["diffusion"]),
     "optim": {"lr": 3e-4, "embed_lr": 3e-3, "warmup_steps": 5000, "ema_decay": 0.9999},
     "train": {"max_steps": 400_000, "global_batch_size": 256, "checkpoint_every": 5000},
     "sample": {"steps": 200},
