@@ -115,6 +115,9 @@ VARIANTS: dict[str, list[str]] = {
         "model.embed_norm=none",
         "diffusion.time_sampling=warp",
     ],
+    "stagger_1": ["diffusion.stagger=1"],
+    "stagger_4": ["diffusion.stagger=4"],
+    "stagger_16": ["diffusion.stagger=16"],
     "ce_cm_l2_warp_gate_5": [
         "diffusion.w_diff=0",
         "diffusion.w_prior=0",

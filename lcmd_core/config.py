@@ -79,6 +79,15 @@ class DiffusionConfig(_Strict):
         description="(masked) the masking schedule: loglinear α = 1 − t, cosine α = 1 − sin(πt/2)",
     )
     shift: float = 0.0
+    stagger: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="(continuous) per-position schedules: position i of L runs the schedule in "
+        "its own window of t, tau_i = clamp((1 + s) t - s i / (L - 1), 0, 1), so earlier "
+        "positions clear first; 0 = one noise level for every position (needs model.backbone=dit "
+        "when above 0)",
+    )
     logsnr_min: float = -15.0
     logsnr_max: float = 15.0
     loss: Literal["lcmd", "ce_only"] = "lcmd"
@@ -216,6 +225,7 @@ class RunConfig(_Strict):
                 "upgrade lcmd-core"
             )
         check_process_options(self.model, self.diffusion, self.sample)
+        check_stagger_backbone(self.model, self.diffusion)
         return self
 
 
@@ -238,6 +248,7 @@ CONTINUOUS_ONLY = {
     ),
     "diffusion": (
         "shift",
+        "stagger",
         "logsnr_min",
         "logsnr_max",
         "loss",
@@ -276,6 +287,16 @@ def check_process_options(
                     f"{section}.{name} is an option of diffusion.process={owner}, not "
                     f"{diffusion.process}; remove it or set diffusion.process={owner}"
                 )
+
+
+def check_stagger_backbone(model: ModelConfig, diffusion: DiffusionConfig) -> None:
+    """ValueError when a staggered schedule meets a backbone that takes one log-SNR a sequence."""
+    if diffusion.stagger > 0 and model.backbone != "dit":
+        raise ValueError(
+            f"diffusion.stagger={diffusion.stagger} gives every position its own log-SNR, which "
+            f"only the built-in backbone reads, not {model.backbone!r}; set model.backbone=dit "
+            "or diffusion.stagger=0"
+        )
 
 
 def _error_line(err: ValidationError) -> str:

@@ -226,17 +226,26 @@ class Denoiser(nn.Module):
         labels: Tensor | None = None,
         self_cond: Tensor | None = None,
     ) -> Tensor:
-        """z: [B, L, D] (already input-scaled), log_snr: [B], labels: [B] → logits [B, L, K]."""
+        """z: [B, L, D] (already input-scaled), log_snr: [B] or [B, L], labels: [B] → logits
+        [B, L, K].
+
+        A per-position log-SNR [B, L] (a staggered schedule) is embedded for every position and
+        added to its input; the blocks' adaLN takes the mean of those embeddings.
+        """
         if self.self_condition:
             z = torch.cat([z, self_cond if self_cond is not None else torch.zeros_like(z)], -1)
         x = self.in_proj(z)
         if self.pos is not None:
             x = x + self.pos.to(z.dtype)
         # λ spans about [-20, 20]; a fixed rescale keeps the sinusoid frequencies useful.
-        cond = self.time_mlp(sincos_1d(log_snr.float() * 25.0, 256).to(z))
+        lam = log_snr.float()
+        cond = self.time_mlp(sincos_1d(lam.reshape(-1) * 25.0, 256).to(z)).view(*lam.shape, -1)
+        if lam.dim() == 2:
+            x = x + cond
+            cond = cond.mean(1)
         if self.class_embed is not None:
             if labels is None:
-                labels = torch.full_like(log_snr, self.null_class, dtype=torch.long)
+                labels = torch.full((z.shape[0],), self.null_class, dtype=torch.long, device=z.device)
             cond = cond + self.class_embed(labels)
         backend = self.backend_for(z.device)
         rotary = None

@@ -13,7 +13,8 @@ from . import objective as obj
 from .diffusion_model import DiffusionModel
 from .embedding import TokenEmbedding
 from .sampler import Sampler
-from .schedule import ShiftedCosineSchedule, alpha_sigma_from_log_snr
+from .config import check_stagger_backbone
+from .schedule import ShiftedCosineSchedule, alpha_sigma_from_log_snr, staggered_times
 from .time_warp import TimeWarp
 
 
@@ -34,6 +35,7 @@ class LCMD(DiffusionModel):
 
     def _build_inputs(self) -> None:
         mc, dc = self.model_config, self.diffusion_config
+        check_stagger_backbone(mc, dc)
         self.schedule = ShiftedCosineSchedule(dc.shift, dc.logsnr_min, dc.logsnr_max)
         self.embedding = TokenEmbedding(
             self.vocab_size,
@@ -53,7 +55,8 @@ class LCMD(DiffusionModel):
         self_cond: Tensor | None = None,
         dropped: Tensor | None = None,
     ) -> Tensor:
-        """Logits[B, L, K] (float32) for latents z[B, L, D] at log-SNR λ[B].
+        """Logits[B, L, K] (float32) for latents z[B, L, D] at log-SNR λ[B] (λ[B, L] under a
+        staggered schedule).
 
         The network sees z rescaled to unit variance (the learned mask vector at `dropped`
         positions); its logits are added to the Bayes readout of the forward process, which is
@@ -63,7 +66,7 @@ class LCMD(DiffusionModel):
         z = z.to(table.dtype)
         alpha, sigma = alpha_sigma_from_log_snr(log_snr, z.dtype)
         per_dim_var = table.detach().pow(2).mean()
-        scale = torch.rsqrt(alpha**2 * per_dim_var + sigma**2)[:, None, None]
+        scale = obj.per_token(torch.rsqrt(alpha**2 * per_dim_var + sigma**2))
         net_in = z * scale
         if dropped is not None:
             net_in = torch.where(dropped[..., None], self.embedding.mask_vector.to(z.dtype), net_in)
@@ -83,7 +86,7 @@ class LCMD(DiffusionModel):
         return logits
 
     def readout_gate(self, log_snr: Tensor) -> Tensor | None:
-        """The Bayes readout's weight σ(λ_eff − c) at log-SNR λ[B] (None: weight 1 everywhere).
+        """The Bayes readout's weight σ(λ_eff − c) at log-SNR λ (None: weight 1 everywhere).
 
         λ_eff = λ + log mean_k ‖E_k‖² is the log-SNR of a token's own row: the readout's logit
         gaps are e^λ_eff up to O(1) factors, whatever the table's scale. c is
@@ -97,6 +100,14 @@ class LCMD(DiffusionModel):
         return torch.sigmoid(log_snr.float() + row_norm2.log() - centre)
 
     # ---------------------------------------------------------------------------------- loss
+    def token_times(self, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The time each position is at when the sequence is at t[B], and its rate dτ/dt:
+        (t, None) for one noise level per sequence, ([B, L], [B, L]) under `diffusion.stagger`."""
+        stagger = self.diffusion_config.stagger
+        if stagger == 0:
+            return t, None
+        return staggered_times(t, self.seq_len, stagger)
+
     def _terms(
         self,
         tokens: Tensor,
@@ -117,11 +128,12 @@ class LCMD(DiffusionModel):
         if warp is not None:
             t = warp.sample(t)
         t_all = torch.cat([t, torch.zeros(n_rec, dtype=t.dtype, device=device)])
-        log_snr = self.schedule.log_snr(t_all).to(embeds.dtype)
-        alpha, sigma = self.schedule.alpha_sigma(t_all)
-        alpha, sigma = alpha.to(embeds.dtype), sigma.to(embeds.dtype)
+        tau, rate = self.token_times(t_all)
+        log_snr = self.schedule.log_snr(tau).to(embeds.dtype)
+        alpha, sigma = self.schedule.alpha_sigma(tau)
+        alpha, sigma = obj.per_token(alpha.to(embeds.dtype)), obj.per_token(sigma.to(embeds.dtype))
         eps = torch.randn(embeds.shape, generator=generator, device=device, dtype=embeds.dtype)
-        z = alpha[:, None, None] * embeds + sigma[:, None, None] * eps
+        z = alpha * embeds + sigma * eps
 
         drop_p = dc.drop_prob if training else 0.0
         dropped = obj.drop_mask(rows.shape, drop_p, generator=generator, device=device)
@@ -142,7 +154,10 @@ class LCMD(DiffusionModel):
         x_hat = obj.expected_embedding(logits[:b], table)
 
         keep = ~dropped[:b]
-        diffusion = obj.diffusion_loss(embeds[:b], x_hat, self.schedule.snr_prime(t), keep)
+        snr_prime = self.schedule.snr_prime(tau[:b])
+        if rate is not None:
+            snr_prime = snr_prime * rate[:b].to(snr_prime.dtype)
+        diffusion = obj.diffusion_loss(embeds[:b], x_hat, snr_prime, keep)
         noisy_ce = obj.cross_entropy(logits[:b], tokens, keep)
         reconstruction = obj.cross_entropy(logits[b:], tokens[:n_rec])
         dropped_ce = obj.cross_entropy(logits[:b], tokens, dropped[:b])
@@ -230,14 +245,17 @@ class LCMD(DiffusionModel):
         """KL(sg[p(·|z_s, s)] ‖ p(·|z_t, t)) for s < t on the same trajectory; the target comes
         from `target` (the EMA) when `diffusion.cm_target_weights=ema`, else from this model."""
         dc, b = self.diffusion_config, t.shape[0]
-        s = obj.consistency_times(t, dc.cm_pairs, dc.cm_delta, generator=generator)
+        s, _ = self.token_times(
+            obj.consistency_times(t, dc.cm_pairs, dc.cm_delta, generator=generator)
+        )
         log_snr_s = self.schedule.log_snr(s).to(z_t.dtype)
-        a_s, s_s = (v.to(z_t.dtype)[:, None, None] for v in self.schedule.alpha_sigma(s))
+        a_s, s_s = (obj.per_token(v.to(z_t.dtype)) for v in self.schedule.alpha_sigma(s))
         with torch.no_grad():
             if dc.cm_target == "same_noise":
                 z_s = a_s * embeds + s_s * eps
             else:
-                a_t, s_t = (v.to(z_t.dtype)[:, None, None] for v in self.schedule.alpha_sigma(t))
+                tau_t, _ = self.token_times(t)
+                a_t, s_t = (obj.per_token(v.to(z_t.dtype)) for v in self.schedule.alpha_sigma(tau_t))
                 x_sg = x_hat.detach()
                 z_s = a_s * x_sg + s_s * (z_t - a_t * x_sg) / s_t
             teacher = self
@@ -270,7 +288,12 @@ class LCMD(DiffusionModel):
         temperature: float,
     ) -> Tensor:
         runner = Sampler(
-            self.schedule, kind=sampler, steps=steps, guidance=guidance, temperature=temperature
+            self.schedule,
+            kind=sampler,
+            steps=steps,
+            guidance=guidance,
+            temperature=temperature,
+            token_times=self.token_times,
         )
         return runner.sample(
             lambda z, lam, lab, sc: self.denoise(z, lam, lab, sc),

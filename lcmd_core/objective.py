@@ -34,14 +34,22 @@ def drop_mask(
     return torch.rand(shape, generator=generator, device=device) < prob
 
 
-def diffusion_loss(embeds: Tensor, x_hat: Tensor, snr_prime: Tensor, keep: Tensor) -> Tensor:
-    """L_diff = −½ SNR′(t) Σ_{i kept} ‖e_i − x̂_i‖².
+def per_token(values: Tensor) -> Tensor:
+    """A factor per sequence [B] or per position [B, L], shaped to broadcast over [B, L, D]."""
+    return values[:, None, None] if values.dim() == 1 else values[..., None]
 
-    embeds, x_hat: [B, L, D]; snr_prime: [B] (negative); keep: Bool[B, L] (dropped positions are
-    scored by cross-entropy instead: their MSE under the huge low-noise weight dominates).
+
+def diffusion_loss(embeds: Tensor, x_hat: Tensor, snr_prime: Tensor, keep: Tensor) -> Tensor:
+    """L_diff = −½ Σ_{i kept} SNR′_i(t) ‖e_i − x̂_i‖².
+
+    embeds, x_hat: [B, L, D]; snr_prime: [B] or, for per-position schedules, [B, L] (negative or
+    0); keep: Bool[B, L] (dropped positions are scored by cross-entropy instead: their MSE under
+    the huge low-noise weight dominates).
     """
     sq = (embeds - x_hat).pow(2).sum(-1) * keep
-    return -0.5 * snr_prime.to(sq.dtype) * sq.sum(-1)
+    if snr_prime.dim() == 1:
+        return -0.5 * snr_prime.to(sq.dtype) * sq.sum(-1)
+    return -0.5 * (snr_prime.to(sq.dtype) * sq).sum(-1)
 
 
 def prior_loss(embeds: Tensor, alpha_1: Tensor, sigma_1: Tensor) -> Tensor:
@@ -95,19 +103,19 @@ def bayes_readout(
     """log q(x_i = k | z_i) up to a constant: (α/σ²) z·E_k − (α²/2σ²)‖E_k‖², plus `base`.
 
     The exact posterior over tokens of the forward process alone (Plaid's "output prior"); with it
-    added, the network only has to learn a correction. z: [B, L, D], table: [K, D], α, σ: [B];
-    keep: Bool[B, L] (the readout is 0 elsewhere); gate: [B], a factor per sequence (the readout's
+    added, the network only has to learn a correction. z: [B, L, D], table: [K, D], α, σ: [B] or
+    [B, L]; keep: Bool[B, L] (the readout is 0 elsewhere); gate: [B] or [B, L] (the readout's
     weight at that noise level); base: [B, L, K] logits to add it to. Both terms
     come from one matmul of [(α/σ²) z, −α²/2σ²] with [E, ‖E‖²], added to `base` in the same call.
     """
     b, length, _ = z.shape
-    a = alpha.to(z.dtype)[:, None, None]
-    s2 = sigma.to(z.dtype)[:, None, None] ** 2
+    a = per_token(alpha.to(z.dtype))
+    s2 = per_token(sigma.to(z.dtype)) ** 2
     rows = torch.cat([z * (a / s2), (-(a * a) / (2 * s2)).expand(b, length, 1)], -1)
     if keep is not None:
         rows = rows * keep[..., None].to(rows.dtype)
     if gate is not None:
-        rows = rows * gate.to(rows.dtype)[:, None, None]
+        rows = rows * per_token(gate.to(rows.dtype))
     columns = torch.cat([table, table.pow(2).sum(-1, keepdim=True)], -1)
     flat = rows.reshape(b * length, -1)
     if base is None:

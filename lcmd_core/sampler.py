@@ -13,6 +13,8 @@ from .schedule import ShiftedCosineSchedule
 
 # denoise(z[B, L, D], log_snr[B], labels[B] | None, self_cond[B, L, D] | None) -> logits[B, L, K]
 DenoiseFn = Callable[[Tensor, Tensor, Tensor | None, Tensor | None], Tensor]
+# token_times(t[N]) -> (each position's time [N, L] or t itself, its rate dτ/dt or None)
+TokenTimesFn = Callable[[Tensor], tuple[Tensor, Tensor | None]]
 SAMPLERS = ("ancestral", "ddim")
 
 
@@ -48,6 +50,8 @@ class Sampler:
     ancestral  z_s = (α_s/α_t)(z_t − σ_t c ε̂) + σ_s √c ξ  with c = 1 − SNR(t)/SNR(s) ∈ (0, 1];
     DDIM       z_s = α_s x̂ + σ_s ε̂.
     Guidance mixes logits, ℓ = ℓ_u + w (ℓ_c − ℓ_u), with both halves in one batched call.
+    Under a staggered schedule (`token_times`) every position steps between its own times, so α,
+    σ, λ and c are per position, and a position outside its window stays where it is (c = 0).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Sampler:
         steps: int = 100,
         guidance: float = 1.0,
         temperature: float = 0.0,
+        token_times: TokenTimesFn | None = None,
     ):
         if kind not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
@@ -72,6 +77,7 @@ class Sampler:
         self.steps = steps
         self.guidance = guidance
         self.temperature = temperature
+        self.token_times = token_times
 
     @torch.no_grad()
     def sample(
@@ -98,8 +104,11 @@ class Sampler:
         known_mask = None if known is None else known >= 0
         known_embeds = None if known is None else table[known.clamp_min(0)]
         times = torch.linspace(1.0, 0.0, self.steps + 1, dtype=torch.float64, device=device)
+        if self.token_times is not None:
+            times, _ = self.token_times(times)
         log_snrs = self.schedule.log_snr(times).to(torch.float64)
-        alphas, sigmas = self.schedule.alpha_sigma(times)
+        alphas, sigmas = (_over_positions(v) for v in self.schedule.alpha_sigma(times))
+        shares = _over_positions(-torch.expm1(log_snrs[:-1] - log_snrs[1:]))  # c of each step
 
         z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
         x_hat = torch.zeros_like(z) if self_condition else None
@@ -109,14 +118,14 @@ class Sampler:
             if known_mask is not None:
                 noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
                 z = torch.where(known_mask[..., None], a_t * known_embeds + s_t * noise, z)
-            lam = log_snrs[i].expand(num_samples).to(dtype)
+            lam = log_snrs[i].expand(num_samples, *log_snrs[i].shape).to(dtype)
             logits = guided_logits(denoise, z, lam, labels, null_label, x_hat, self.guidance)
             x_hat = expected_embedding(logits, table)
             eps_hat = (z - a_t * x_hat) / s_t
             if self.kind == "ddim":
                 z = a_s * x_hat + s_s * eps_hat
             else:
-                c = -torch.expm1(log_snrs[i] - log_snrs[i + 1]).to(dtype)
+                c = shares[i].to(dtype)
                 xi = torch.randn(shape, generator=generator, device=device, dtype=dtype)
                 z = (a_s / a_t) * (z - s_t * c * eps_hat) + s_s * c.sqrt() * xi
             if not self_condition:
@@ -124,7 +133,7 @@ class Sampler:
 
         if known_mask is not None:
             z = torch.where(known_mask[..., None], alphas[-1].to(dtype) * known_embeds, z)
-        lam = log_snrs[-1].expand(num_samples).to(dtype)
+        lam = log_snrs[-1].expand(num_samples, *log_snrs[-1].shape).to(dtype)
         logits = guided_logits(denoise, z, lam, labels, null_label, x_hat, self.guidance)
         logits = logits.float()
         if self.temperature > 0:
@@ -135,3 +144,9 @@ class Sampler:
         if known_mask is not None:
             tokens = torch.where(known_mask, known, tokens)
         return tokens
+
+
+def _over_positions(values: Tensor) -> Tensor:
+    """Per-step values [N] as they are, per-position ones [N, L] as [N, L, 1] (to broadcast over
+    latents [B, L, D] once indexed by step)."""
+    return values if values.dim() == 1 else values[..., None]
