@@ -84,7 +84,7 @@ class DiffusionConfig(_Strict):
         ge=0,
         le=1000,
         description="(continuous) per-position schedules: position i of L runs the schedule in "
-        "its own window of t, tau_i = clamp((1 + s) t - s i / (L - 1), 0, 1), so earlier "
+        "its own window of t, tau_i = clamp((1 + s) t - s (1 - i / (L - 1)), 0, 1), so earlier "
         "positions clear first; 0 = one noise level for every position (needs model.backbone=dit "
         "when above 0)",
     )
