@@ -94,6 +94,6 @@ def staggered_times(t: Tensor, length: int, stagger: float) -> tuple[Tensor, Ten
     approaches left-to-right generation). t: [B] → τ, dτ/dt: [B, L] (dτ/dt is 1 + s inside the window, 0 outside).
     """
     ranks = torch.arange(length, dtype=t.dtype, device=t.device) / max(length - 1, 1)
-    raw = (1.0 + stagger) * t[:, None] - stagger * (1.0 - ranks)
+    raw = t[:, None] - stagger * (1.0 - ranks - t[:, None])  # exactly ≤ 0 at t = 0, ≥ 1 at t = 1
     inside = (raw > 0) & (raw < 1)
     return raw.clamp(0.0, 1.0), inside.to(t.dtype) * (1.0 + stagger)
