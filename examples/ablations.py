@@ -13,8 +13,9 @@ record in `results.json` holds the variant, seed, overrides, the `lcmd eval` met
 collapse diagnostics over training.
 `--report` prints the markdown table (mean ± half-range over seeds) and, when matplotlib is
 installed, draws the diagnostics against the step and the metrics against m_RD and the shift.
-`--sampling` evaluates trained runs at every number of sampling steps (5 … 200) and guidance
-weight, once per seed, into `sampling.json`; its report draws the metrics against the steps.
+`--sampling` evaluates trained runs at every number of sampling steps (5 … 200), guidance
+weight and x0 temperature, once per seed, into `sampling.json`; its report draws the metrics
+against the steps.
 """
 
 from __future__ import annotations
@@ -271,17 +272,26 @@ def run_all(args: argparse.Namespace) -> list[dict]:
 
 
 def sweep_sampling(args: argparse.Namespace) -> list[dict]:
-    """`lcmd eval` of trained runs at every sampling step count × guidance weight × seed."""
+    """`lcmd eval` of trained runs at every sampling step count × guidance weight × x0
+    temperature × seed."""
     records: list[dict] = []
-    grid = [(g, n, s) for g in args.guidance for n in args.sampling_steps for s in args.seeds]
+    grid = [
+        (g, x0, n, s)
+        for g in args.guidance
+        for x0 in args.x0_temperature
+        for n in args.sampling_steps
+        for s in args.seeds
+    ]
     for run in args.sampling:
-        for guidance, steps, seed in grid:
+        for guidance, x0, steps, seed in grid:
             flags = ["--steps", str(steps), "--guidance", str(guidance), "--seed", str(seed)]
+            if x0 != 1.0:
+                flags += ["--x0-temperature", str(x0)]
             lcmd("eval", str(run), "--json", "--no-progress", *flags, log=run / "sweep.log")
             metrics = json.loads((run / "metrics.json").read_text())["metrics"]
             records.append({"run": run.name, "steps": steps, "guidance": guidance,
-                            "seed": seed, "metrics": metrics})  # fmt: skip
-            print(f"{run.name} steps {steps} guidance {guidance} seed {seed}: {metrics}")
+                            "x0_temperature": x0, "seed": seed, "metrics": metrics})  # fmt: skip
+            print(f"{run.name} steps {steps} guidance {guidance} x0 {x0} seed {seed}: {metrics}")
     (args.out / "sampling.json").write_text(json.dumps(records, indent=1) + "\n")
     return records
 
@@ -300,8 +310,18 @@ def cell(found: list[float]) -> str:
 
 
 def values(records: list[dict], key: str, **match: object) -> list[float]:
-    """Metric `key` of the records whose fields equal `match`."""
-    return [r["metrics"][key] for r in records if all(r[k] == v for k, v in match.items())]
+    """Metric `key` of the records whose fields equal `match` (a sampling record without an
+    x0 temperature was drawn at 1)."""
+    return [
+        r["metrics"][key]
+        for r in records
+        if all(r.get(k, 1.0 if k == "x0_temperature" else None) == v for k, v in match.items())
+    ]
+
+
+def settings_of(records: list[dict]) -> list[tuple[float, float]]:
+    """The (guidance, x0 temperature) pairs of sampling records, in order of appearance."""
+    return list(dict.fromkeys((r["guidance"], r.get("x0_temperature", 1.0)) for r in records))
 
 
 def run_variant(record: dict) -> str:
@@ -311,23 +331,30 @@ def run_variant(record: dict) -> str:
 
 def sampling_table(records: list[dict]) -> str:
     """Markdown table of a sampling sweep: mean ± half-range over runs and sampling seeds per
-    steps × guidance, and per variant when the runs are of several."""
+    steps × guidance × x0 temperature, and per variant when the runs are of several."""
     keys = list(dict.fromkeys(k for r in records for k in r["metrics"] if "/" in k))
     variants = list(dict.fromkeys(map(run_variant, records)))
     lead = ["variant"] if len(variants) > 1 else []
     lines = [
         "| "
-        + " | ".join([*lead, "steps", "guidance", "draws", *(k.split("/")[-1] for k in keys)])
+        + " | ".join(
+            [*lead, "steps", "guidance", "x0 T", "draws", *(k.split("/")[-1] for k in keys)]
+        )
         + " |",
-        "|" + "---|" * (len(lead) + 3 + len(keys)),
+        "|" + "---|" * (len(lead) + 4 + len(keys)),
     ]
     for variant in variants:
         mine = [r for r in records if run_variant(r) == variant]
-        for steps, guidance in dict.fromkeys((r["steps"], r["guidance"]) for r in mine):
-            cells = [cell(values(mine, key, steps=steps, guidance=guidance)) for key in keys]
-            draws = len(values(mine, keys[0], steps=steps, guidance=guidance)) if keys else 0
-            row = [*([variant] if lead else []), str(steps), f"{guidance:g}", str(draws), *cells]
-            lines.append("| " + " | ".join(row) + " |")
+        for guidance, x0 in settings_of(mine):
+            for steps in dict.fromkeys(r["steps"] for r in mine):
+                match = {"steps": steps, "guidance": guidance, "x0_temperature": x0}
+                found = values(mine, keys[0], **match) if keys else []
+                if not found:
+                    continue
+                cells = [cell(values(mine, key, **match)) for key in keys]
+                setting = [str(steps), f"{guidance:g}", f"{x0:g}", str(len(found))]
+                lines.append("| " + " | ".join([*([variant] if lead else []), *setting, *cells]))
+                lines[-1] += " |"
     return "\n".join(lines)
 
 
@@ -444,10 +471,12 @@ def sampling_figure(records: list[dict], directory: Path) -> Path:
     for ax, key in zip(axes[0], keys, strict=True):
         for variant in variants:
             mine = [r for r in records if run_variant(r) == variant]
-            for guidance in dict.fromkeys(r["guidance"] for r in mine):
-                steps = sorted({r["steps"] for r in mine if r["guidance"] == guidance})
-                stats = [spread(values(mine, key, guidance=guidance, steps=n)) for n in steps]
-                label = f"guidance {guidance:g}" + (f", {variant}" if len(variants) > 1 else "")
+            for guidance, x0 in settings_of(mine):
+                match = {"guidance": guidance, "x0_temperature": x0}
+                steps = sorted({r["steps"] for r in mine if values([r], key, **match)})
+                stats = [spread(values(mine, key, steps=n, **match)) for n in steps]
+                label = f"guidance {guidance:g}" + (f", x0 T {x0:g}" if x0 != 1.0 else "")
+                label += f", {variant}" if len(variants) > 1 else ""
                 ax.errorbar(steps, [m for m, _ in stats], yerr=[h for _, h in stats],
                             marker="o", capsize=3, label=label)  # fmt: skip
         ax.set_xscale("log")
@@ -498,6 +527,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--sampling-steps", type=int, nargs="+", default=list(SAMPLING_STEPS))
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--x0-temperature", type=float, nargs="+", default=[1.0])
     parser.add_argument("--report", type=Path, help="results.json or sampling.json to summarise")
     parser.add_argument("--figures", type=Path, help="with --report: directory for the PNGs")
     args = parser.parse_args()

@@ -238,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="readout temperature; 0 takes the argmax (default: sample.temperature, else the "
         "process's: 0 for continuous, 1 for masked)",
     )
+    _add_x0_temperature(sample)
     prompting = sample.add_mutually_exclusive_group()
     prompting.add_argument(
         "--prompt",
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         help="classifier-free guidance weight (default: the run's sample.guidance)",
     )
+    _add_x0_temperature(evaluate)
     evaluate.add_argument(
         "--task",
         choices=("generate", "infill"),
@@ -381,6 +383,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_no_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_x0_temperature(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--x0-temperature",
+        type=_non_negative_float,
+        metavar="T",
+        help="continuous runs: sharpen the clean estimate each step moves towards, "
+        "softmax(logits / T) E; 0 takes the argmax (default: sample.x0_temperature)",
+    )
 
 
 def _run_config(args: argparse.Namespace, plugin: Plugin) -> RunConfig:
@@ -731,6 +743,7 @@ def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         labels=None if args.label is None else _label(run, args.label),
         seed=args.seed,
         temperature=args.temperature,
+        x0_temperature=args.x0_temperature,
         use_ema=False if args.no_ema else None,
         prompts=prompts,
         out_dir=args.out,
@@ -747,6 +760,7 @@ def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         seed=args.seed,
         steps=args.steps,
         guidance=args.guidance,
+        x0_temperature=args.x0_temperature,
         task=args.task,
         hide=args.hide,
     )

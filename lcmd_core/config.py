@@ -203,6 +203,12 @@ class SampleConfig(_Strict):
         description="0: argmax; default: the process's (continuous 0, the argmax readout; "
         "masked 1, draws from the model)",
     )
+    x0_temperature: float = Field(
+        1.0,
+        ge=0,
+        description="(continuous) temperature of the clean estimate each step moves towards, "
+        "softmax(logits / T) E; below 1 sharpens it, 0 takes the most likely token's row",
+    )
     use_ema: bool = True
 
 
@@ -265,7 +271,7 @@ CONTINUOUS_ONLY = {
         "drop_prob",
         "rec_fraction",
     ),
-    "sample": ("sampler",),
+    "sample": ("sampler", "x0_temperature"),
 }
 MASKED_ONLY = {"diffusion": ("mask_schedule",)}
 

@@ -245,7 +245,9 @@ class Denoiser(nn.Module):
             cond = cond.mean(1)
         if self.class_embed is not None:
             if labels is None:
-                labels = torch.full((z.shape[0],), self.null_class, dtype=torch.long, device=z.device)
+                labels = torch.full(
+                    (z.shape[0],), self.null_class, dtype=torch.long, device=z.device
+                )
             cond = cond + self.class_embed(labels)
         backend = self.backend_for(z.device)
         rotary = None

@@ -273,13 +273,16 @@ class DiffusionModel(nn.Module):
         seed: int | None = None,
         sampler: str = "ancestral",
         temperature: float | None = None,
+        x0_temperature: float = 1.0,
     ) -> Tensor:
         """Generate LongTensor[num_samples, L].
 
         labels: class ids (int or LongTensor[num_samples]) for a conditional model; guidance: CFG
         weight w (1 = plain conditional); known: LongTensor[num_samples, L], −1 where free, the
         token to keep elsewhere; seed makes the draw reproducible; temperature: None for the
-        process's default (`default_temperature`), 0 for argmax.
+        process's default (`default_temperature`), 0 for argmax; x0_temperature: the sharpness
+        of the clean estimate each step of a continuous process moves towards (1 for the model's
+        own, 0 for the argmax; see `Sampler`).
         """
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
@@ -305,6 +308,7 @@ class DiffusionModel(nn.Module):
                 generator=generator,
                 sampler=sampler,
                 temperature=temperature,
+                x0_temperature=x0_temperature,
             )
         finally:
             self.train(was_training)
@@ -320,6 +324,7 @@ class DiffusionModel(nn.Module):
         generator: torch.Generator | None,
         sampler: str,
         temperature: float,
+        x0_temperature: float,
     ) -> Tensor:
         raise NotImplementedError
 

@@ -104,11 +104,17 @@ class MaskedDiffusion(DiffusionModel):
         generator: torch.Generator | None,
         sampler: str,
         temperature: float,
+        x0_temperature: float,
     ) -> Tensor:
         if sampler != "ancestral":
             raise ValueError(
                 f"sampler {sampler!r} is for diffusion.process=continuous; masked diffusion "
                 "samples with ancestral unmasking (sampler=ancestral)"
+            )
+        if x0_temperature != 1.0:
+            raise ValueError(
+                "x0_temperature sharpens a continuous process's estimate; masked diffusion draws "
+                "tokens (use temperature)"
             )
         if guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {guidance}")

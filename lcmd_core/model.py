@@ -10,10 +10,10 @@ import torch
 from torch import Tensor
 
 from . import objective as obj
+from .config import check_stagger_backbone
 from .diffusion_model import DiffusionModel
 from .embedding import TokenEmbedding
 from .sampler import Sampler
-from .config import check_stagger_backbone
 from .schedule import ShiftedCosineSchedule, alpha_sigma_from_log_snr, staggered_times
 from .time_warp import TimeWarp
 
@@ -255,7 +255,9 @@ class LCMD(DiffusionModel):
                 z_s = a_s * embeds + s_s * eps
             else:
                 tau_t, _ = self.token_times(t)
-                a_t, s_t = (obj.per_token(v.to(z_t.dtype)) for v in self.schedule.alpha_sigma(tau_t))
+                a_t, s_t = (
+                    obj.per_token(v.to(z_t.dtype)) for v in self.schedule.alpha_sigma(tau_t)
+                )
                 x_sg = x_hat.detach()
                 z_s = a_s * x_sg + s_s * (z_t - a_t * x_sg) / s_t
             teacher = self
@@ -286,6 +288,7 @@ class LCMD(DiffusionModel):
         generator: torch.Generator | None,
         sampler: str,
         temperature: float,
+        x0_temperature: float,
     ) -> Tensor:
         runner = Sampler(
             self.schedule,
@@ -294,6 +297,7 @@ class LCMD(DiffusionModel):
             guidance=guidance,
             temperature=temperature,
             token_times=self.token_times,
+            x0_temperature=x0_temperature,
         )
         return runner.sample(
             lambda z, lam, lab, sc: self.denoise(z, lam, lab, sc),

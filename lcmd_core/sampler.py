@@ -49,7 +49,10 @@ class Sampler:
     One step from t to s < t uses x̂ = softmax(ℓ) E and ε̂ = (z_t − α_t x̂)/σ_t:
     ancestral  z_s = (α_s/α_t)(z_t − σ_t c ε̂) + σ_s √c ξ  with c = 1 − SNR(t)/SNR(s) ∈ (0, 1];
     DDIM       z_s = α_s x̂ + σ_s ε̂.
-    Guidance mixes logits, ℓ = ℓ_u + w (ℓ_c − ℓ_u), with both halves in one batched call.
+    `x0_temperature` τ sharpens the estimate the update moves towards, x̂ = softmax(ℓ/τ) E (τ = 0:
+    the row of the most likely token); self-conditioning still gets the plain softmax(ℓ) E the
+    network was trained with. Guidance mixes logits, ℓ = ℓ_u + w (ℓ_c − ℓ_u), with both halves in
+    one batched call.
     Under a staggered schedule (`token_times`) every position steps between its own times, so α,
     σ, λ and c are per position, and a position outside its window stays where it is (c = 0).
     """
@@ -63,6 +66,7 @@ class Sampler:
         guidance: float = 1.0,
         temperature: float = 0.0,
         token_times: TokenTimesFn | None = None,
+        x0_temperature: float = 1.0,
     ):
         if kind not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
@@ -72,12 +76,15 @@ class Sampler:
             raise ValueError(f"guidance must be >= 0, got {guidance}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
+        if not x0_temperature >= 0:
+            raise ValueError(f"x0_temperature must be >= 0 (0 = argmax), got {x0_temperature}")
         self.schedule = schedule
         self.kind = kind
         self.steps = steps
         self.guidance = guidance
         self.temperature = temperature
         self.token_times = token_times
+        self.x0_temperature = x0_temperature
 
     @torch.no_grad()
     def sample(
@@ -111,7 +118,7 @@ class Sampler:
         shares = _over_positions(-torch.expm1(log_snrs[:-1] - log_snrs[1:]))  # c of each step
 
         z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
-        x_hat = torch.zeros_like(z) if self_condition else None
+        draft = torch.zeros_like(z) if self_condition else None  # the self-conditioning input
         for i in range(self.steps):
             a_t, s_t = alphas[i].to(dtype), sigmas[i].to(dtype)
             a_s, s_s = alphas[i + 1].to(dtype), sigmas[i + 1].to(dtype)
@@ -119,8 +126,8 @@ class Sampler:
                 noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
                 z = torch.where(known_mask[..., None], a_t * known_embeds + s_t * noise, z)
             lam = log_snrs[i].expand(num_samples, *log_snrs[i].shape).to(dtype)
-            logits = guided_logits(denoise, z, lam, labels, null_label, x_hat, self.guidance)
-            x_hat = expected_embedding(logits, table)
+            logits = guided_logits(denoise, z, lam, labels, null_label, draft, self.guidance)
+            x_hat = self._estimate(logits, table)
             eps_hat = (z - a_t * x_hat) / s_t
             if self.kind == "ddim":
                 z = a_s * x_hat + s_s * eps_hat
@@ -128,13 +135,14 @@ class Sampler:
                 c = shares[i].to(dtype)
                 xi = torch.randn(shape, generator=generator, device=device, dtype=dtype)
                 z = (a_s / a_t) * (z - s_t * c * eps_hat) + s_s * c.sqrt() * xi
-            if not self_condition:
-                x_hat = None
+            if self_condition:
+                plain = self.x0_temperature == 1
+                draft = x_hat if plain else expected_embedding(logits, table)
 
         if known_mask is not None:
             z = torch.where(known_mask[..., None], alphas[-1].to(dtype) * known_embeds, z)
         lam = log_snrs[-1].expand(num_samples, *log_snrs[-1].shape).to(dtype)
-        logits = guided_logits(denoise, z, lam, labels, null_label, x_hat, self.guidance)
+        logits = guided_logits(denoise, z, lam, labels, null_label, draft, self.guidance)
         logits = logits.float()
         if self.temperature > 0:
             probs = (logits / self.temperature).softmax(-1).flatten(0, 1)
@@ -144,6 +152,13 @@ class Sampler:
         if known_mask is not None:
             tokens = torch.where(known_mask, known, tokens)
         return tokens
+
+    def _estimate(self, logits: Tensor, table: Tensor) -> Tensor:
+        """x̂ = softmax(ℓ/τ) E at τ = `x0_temperature`; the most likely token's row at τ = 0."""
+        tau = self.x0_temperature
+        if tau == 0:
+            return table[logits.argmax(-1)]
+        return expected_embedding(logits if tau == 1 else logits / tau, table)
 
 
 def _over_positions(values: Tensor) -> Tensor:

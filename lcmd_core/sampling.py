@@ -40,6 +40,7 @@ class SampleSettings:
     sampler: str  # the reverse process's update rule: ancestral or ddim
     guidance: float  # 1.0 for an unconditional run, whatever was asked
     temperature: float
+    x0_temperature: float  # continuous: sharpness of each step's clean estimate (1 = plain)
     seed: int
     ema: bool
 
@@ -54,6 +55,7 @@ class SampleSettings:
         sampler: str | None = None,
         guidance: float | None = None,
         temperature: float | None = None,
+        x0_temperature: float | None = None,
         seed: int = 0,
         use_ema: bool | None = None,
     ) -> SampleSettings:
@@ -65,12 +67,19 @@ class SampleSettings:
                 "which samples by ancestral unmasking (--sampler ancestral)"
             )
         temperature = config.temperature if temperature is None else temperature
+        x0_temperature = _or(x0_temperature, config.x0_temperature)
+        if model.process == "masked" and x0_temperature != 1.0:
+            raise RunError(
+                f"x0_temperature {x0_temperature} is for diffusion.process=continuous; this run "
+                "is masked, which draws tokens (--temperature)"
+            )
         return cls(
             n=n or config.num_samples,
             steps=steps or config.steps,
             sampler=sampler,
             guidance=1.0 if not model.num_classes else _or(guidance, config.guidance),
             temperature=model.default_temperature if temperature is None else temperature,
+            x0_temperature=x0_temperature,
             seed=seed,
             ema=_or(use_ema, config.use_ema),
         )
@@ -145,6 +154,7 @@ class Run:
         labels: torch.Tensor | int | None = None,
         seed: int = 0,
         temperature: float | None = None,
+        x0_temperature: float | None = None,
         use_ema: bool | None = None,
         known: torch.Tensor | None = None,
         prompts: Sequence[str] | None = None,
@@ -175,6 +185,7 @@ class Run:
             sampler=sampler,
             guidance=guidance,
             temperature=temperature,
+            x0_temperature=x0_temperature,
             seed=seed,
             use_ema=use_ema,
         )
@@ -211,6 +222,7 @@ class Run:
                 seed=settings.seed,
                 sampler=settings.sampler,
                 temperature=settings.temperature,
+                x0_temperature=settings.x0_temperature,
             )
             .cpu()
         )
@@ -240,6 +252,7 @@ class Run:
         use_ema: bool | None = None,
         steps: int | None = None,
         guidance: float | None = None,
+        x0_temperature: float | None = None,
         task: str = "generate",
         hide: float = 0.5,
     ) -> dict[str, Any]:
@@ -256,6 +269,7 @@ class Run:
             n=n_samples,
             steps=steps,
             guidance=guidance,
+            x0_temperature=x0_temperature,
             seed=seed,
             use_ema=use_ema,
         )

@@ -91,7 +91,8 @@ def staggered_times(t: Tensor, length: int, stagger: float) -> tuple[Tensor, Ten
     Position i of L runs the whole schedule inside its own window of t:
     τ_i(t) = clamp((1 + s) t − s (1 − i / (L − 1)), 0, 1), so every position is clean at t = 0
     and pure noise at t = 1, and for s > 0 earlier positions clear first as t falls (s → ∞
-    approaches left-to-right generation). t: [B] → τ, dτ/dt: [B, L] (dτ/dt is 1 + s inside the window, 0 outside).
+    approaches left-to-right generation). t: [B] → τ, dτ/dt: [B, L] (dτ/dt is 1 + s inside the
+    window, 0 outside).
     """
     ranks = torch.arange(length, dtype=t.dtype, device=t.device) / max(length - 1, 1)
     raw = t[:, None] - stagger * (1.0 - ranks - t[:, None])  # exactly ≤ 0 at t = 0, ≥ 1 at t = 1

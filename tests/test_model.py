@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from lcmd_core import EMA, LCMD, build_model
 from lcmd_core.codec import TokenSpec
-from lcmd_core.config import ConfigError, validate_config
-from lcmd_core.config import DiffusionConfig, ModelConfig
+from lcmd_core.config import ConfigError, DiffusionConfig, ModelConfig, validate_config
 from lcmd_core.denoiser import Denoiser, sincos_positions
 from lcmd_core.schedule import alpha_sigma_from_log_snr
 
@@ -425,9 +424,9 @@ def test_staggered_positions_see_their_own_noise_level():
 
 
 def test_stagger_needs_the_built_in_backbone():
-    with pytest.raises(ValueError, match="stagger.*model.backbone=dit"):
+    with pytest.raises(ValueError, match=r"stagger.*model\.backbone=dit"):
         LCMD(6, 8, stagger=1.0, backbone="graph_transformer", **TINY)
-    with pytest.raises(ConfigError, match="diffusion.stagger"):
+    with pytest.raises(ConfigError, match=r"diffusion\.stagger"):
         validate_config({"diffusion": {"stagger": -1}})
     with pytest.raises(ConfigError, match="only the built-in backbone"):
         validate_config({"model": {"backbone": "graph_transformer"}, "diffusion": {"stagger": 2}})

@@ -115,6 +115,8 @@ def test_temperature_sampling_and_self_conditioning_run():
         ({"steps": 2.5}, "steps"),
         ({"sampler": "euler"}, "sampler"),
         ({"temperature": -1.0}, "temperature"),
+        ({"x0_temperature": -0.5}, "x0_temperature must be >= 0"),
+        ({"x0_temperature": float("nan")}, "x0_temperature must be >= 0"),
     ],
 )
 def test_sampler_rejects_bad_arguments(kwargs, match):
@@ -169,3 +171,24 @@ def test_staggered_sampler_steps_every_position_through_its_own_window(kind):
     # mid-way some positions are done while others have not started
     mid = lams[6, 0]
     assert mid[0] == sched.log_snr(0.0) and mid[-1] == sched.log_snr(1.0)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.5])
+def test_x0_temperature_sharpens_the_estimate_but_not_the_self_conditioning(tau):
+    torch.manual_seed(0)
+    table, length = torch.randn(5, 4), 3
+    fixed = torch.randn(2, length, 5)  # the same moderately confident logits at every step
+    drafts = []
+
+    def denoise(z, log_snr, labels, self_cond):
+        drafts.append(self_cond.clone())
+        return fixed
+
+    sampler = Sampler(ShiftedCosineSchedule(), kind="ddim", steps=4, x0_temperature=tau)
+    sampler.sample(denoise, table, 2, length, self_condition=True)
+    plain = obj.expected_embedding(fixed, table)
+    assert torch.equal(drafts[0], torch.zeros_like(plain))
+    assert all(torch.allclose(d, plain) for d in drafts[1:])
+    sharp = table[fixed.argmax(-1)] if tau == 0 else obj.expected_embedding(fixed / tau, table)
+    assert torch.allclose(sampler._estimate(fixed, table), sharp)
+    assert not torch.allclose(sharp, plain)

@@ -36,9 +36,19 @@ def test_defaults_come_from_the_config_and_the_process():
         "sampler": "ancestral",
         "guidance": 1.0,
         "temperature": 0.0,
+        "x0_temperature": 1.0,
         "seed": 0,
         "ema": True,
     }
+    sharp = SampleSettings.resolve(SampleConfig(x0_temperature=0.5), tiny(), x0_temperature=0.0)
+    assert sharp.x0_temperature == 0.0  # 0 is a value, not "unset"
+
+
+def test_masked_run_refuses_an_x0_temperature_in_one_line():
+    with pytest.raises(RunError, match=r"x0_temperature 0\.5 is for diffusion\.process=continuous"):
+        SampleSettings.resolve(SampleConfig(), tiny(MaskedDiffusion), x0_temperature=0.5)
+    with pytest.raises(ValueError, match="masked diffusion draws tokens"):
+        tiny(MaskedDiffusion).sample(2, steps=2, x0_temperature=0.5)
 
 
 def test_masked_run_refuses_ddim_in_one_line():
