@@ -105,19 +105,21 @@ def sweep_record(steps: int, guidance: float, fid: float) -> dict:
             "metrics": {"elbo_bits_per_token": 5.0, "classifier/fid": fid}}  # fmt: skip
 
 
-def test_sampling_table_pools_runs_per_steps_and_guidance() -> None:
+def test_sampling_table_pools_runs_per_steps_guidance_and_x0_temperature() -> None:
     records = [sweep_record(5, 1.0, 100.0), sweep_record(5, 1.0, 120.0), sweep_record(50, 2.0, 60)]
+    records.append({**sweep_record(50, 2.0, 40), "x0_temperature": 0.5})  # older ones: at 1
     lines = load_script().sampling_table(records).splitlines()
-    assert lines[0] == "| steps | guidance | draws | fid |"
-    assert lines[2] == "| 5 | 1 | 2 | 110 ± 10 |"
-    assert lines[3] == "| 50 | 2 | 1 | 60 |"
+    assert lines[0] == "| steps | guidance | x0 T | draws | fid |"
+    assert lines[2] == "| 5 | 1 | 1 | 2 | 110 ± 10 |"
+    assert lines[3] == "| 50 | 2 | 1 | 1 | 60 |"
+    assert lines[4] == "| 50 | 2 | 0.5 | 1 | 40 |"
 
 
 def test_sampling_table_keeps_variants_apart() -> None:
     records = [sweep_record(5, 1.0, 100.0), {**sweep_record(5, 1.0, 40.0), "run": "masked-seed1"}]
     lines = load_script().sampling_table(records).splitlines()
-    assert lines[0] == "| variant | steps | guidance | draws | fid |"
-    assert lines[2:] == ["| full | 5 | 1 | 1 | 100 |", "| masked | 5 | 1 | 1 | 40 |"]
+    assert lines[0] == "| variant | steps | guidance | x0 T | draws | fid |"
+    assert lines[2:] == ["| full | 5 | 1 | 1 | 1 | 100 |", "| masked | 5 | 1 | 1 | 1 | 40 |"]
 
 
 def test_figures_plot_the_sweeps_and_the_sampling_steps(tmp_path: Path) -> None:
