@@ -285,10 +285,11 @@ def sweep_sampling(args: argparse.Namespace) -> list[dict]:
     for run in args.sampling:
         for guidance, x0, steps, seed in grid:
             flags = ["--steps", str(steps), "--guidance", str(guidance), "--seed", str(seed)]
-            if x0 != 1.0:
+            if x0 is not None:
                 flags += ["--x0-temperature", str(x0)]
             lcmd("eval", str(run), "--json", "--no-progress", *flags, log=run / "sweep.log")
-            metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+            written = json.loads((run / "metrics.json").read_text())
+            metrics, x0 = written["metrics"], written["protocol"].get("x0_temperature")
             records.append({"run": run.name, "steps": steps, "guidance": guidance,
                             "x0_temperature": x0, "seed": seed, "metrics": metrics})  # fmt: skip
             print(f"{run.name} steps {steps} guidance {guidance} x0 {x0} seed {seed}: {metrics}")
@@ -310,18 +311,25 @@ def cell(found: list[float]) -> str:
 
 
 def values(records: list[dict], key: str, **match: object) -> list[float]:
-    """Metric `key` of the records whose fields equal `match` (a sampling record without an
-    x0 temperature was drawn at 1)."""
-    return [
-        r["metrics"][key]
-        for r in records
-        if all(r.get(k, 1.0 if k == "x0_temperature" else None) == v for k, v in match.items())
-    ]
+    """Metric `key` of the records whose fields equal `match`."""
+    return [r["metrics"][key] for r in records if all(field(r, k) == v for k, v in match.items())]
 
 
-def settings_of(records: list[dict]) -> list[tuple[float, float]]:
+def field(record: dict, key: str) -> object:
+    """Field `key` of a record; a sampling record from before the x0 temperature was drawn at 1
+    (a masked run's is None)."""
+    if key == "x0_temperature" and key not in record:
+        return 1.0
+    return record[key]
+
+
+def settings_of(records: list[dict]) -> list[tuple[float, float | None]]:
     """The (guidance, x0 temperature) pairs of sampling records, in order of appearance."""
-    return list(dict.fromkeys((r["guidance"], r.get("x0_temperature", 1.0)) for r in records))
+    return list(dict.fromkeys((r["guidance"], field(r, "x0_temperature")) for r in records))
+
+
+def _g(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}"
 
 
 def run_variant(record: dict) -> str:
@@ -352,7 +360,7 @@ def sampling_table(records: list[dict]) -> str:
                 if not found:
                     continue
                 cells = [cell(values(mine, key, **match)) for key in keys]
-                setting = [str(steps), f"{guidance:g}", f"{x0:g}", str(len(found))]
+                setting = [str(steps), f"{guidance:g}", _g(x0), str(len(found))]
                 lines.append("| " + " | ".join([*([variant] if lead else []), *setting, *cells]))
                 lines[-1] += " |"
     return "\n".join(lines)
@@ -475,7 +483,7 @@ def sampling_figure(records: list[dict], directory: Path) -> Path:
                 match = {"guidance": guidance, "x0_temperature": x0}
                 steps = sorted({r["steps"] for r in mine if values([r], key, **match)})
                 stats = [spread(values(mine, key, steps=n, **match)) for n in steps]
-                label = f"guidance {guidance:g}" + (f", x0 T {x0:g}" if x0 != 1.0 else "")
+                label = f"guidance {guidance:g}" + (f", x0 T {x0:g}" if x0 not in (1, None) else "")
                 label += f", {variant}" if len(variants) > 1 else ""
                 ax.errorbar(steps, [m for m, _ in stats], yerr=[h for _, h in stats],
                             marker="o", capsize=3, label=label)  # fmt: skip
@@ -527,7 +535,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--sampling-steps", type=int, nargs="+", default=list(SAMPLING_STEPS))
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--x0-temperature", type=float, nargs="+", default=[1.0])
+    parser.add_argument(
+        "--x0-temperature", type=float, nargs="+", default=[None], help="default: the run's"
+    )
     parser.add_argument("--report", type=Path, help="results.json or sampling.json to summarise")
     parser.add_argument("--figures", type=Path, help="with --report: directory for the PNGs")
     args = parser.parse_args()

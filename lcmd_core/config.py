@@ -203,11 +203,12 @@ class SampleConfig(_Strict):
         description="0: argmax; default: the process's (continuous 0, the argmax readout; "
         "masked 1, draws from the model)",
     )
-    x0_temperature: float = Field(
-        1.0,
+    x0_temperature: float | None = Field(
+        None,
         ge=0,
         description="(continuous) temperature of the clean estimate each step moves towards, "
-        "softmax(logits / T) E; below 1 sharpens it, 0 takes the most likely token's row",
+        "softmax(logits / T) E; below 1 sharpens it, 0 takes the most likely token's row; "
+        "default: the process's (continuous 0.5)",
     )
     use_ema: bool = True
 

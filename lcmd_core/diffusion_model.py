@@ -61,6 +61,7 @@ class DiffusionModel(nn.Module):
 
     process: ClassVar[str]
     default_temperature: ClassVar[float]
+    default_x0_temperature: ClassVar[float | None]  # None: the process takes no x0 temperature
 
     def __init__(
         self,
@@ -273,7 +274,7 @@ class DiffusionModel(nn.Module):
         seed: int | None = None,
         sampler: str = "ancestral",
         temperature: float | None = None,
-        x0_temperature: float = 1.0,
+        x0_temperature: float | None = None,
     ) -> Tensor:
         """Generate LongTensor[num_samples, L].
 
@@ -282,7 +283,8 @@ class DiffusionModel(nn.Module):
         token to keep elsewhere; seed makes the draw reproducible; temperature: None for the
         process's default (`default_temperature`), 0 for argmax; x0_temperature: the sharpness
         of the clean estimate each step of a continuous process moves towards (1 for the model's
-        own, 0 for the argmax; see `Sampler`).
+        own, 0 for the argmax; see `Sampler`), None for the process's default
+        (`default_x0_temperature`; a process without one refuses a value).
         """
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
@@ -293,6 +295,13 @@ class DiffusionModel(nn.Module):
         labels = self._check_labels(labels, num_samples)
         known = self._check_known(known, num_samples)
         temperature = self.default_temperature if temperature is None else temperature
+        if x0_temperature is None:
+            x0_temperature = self.default_x0_temperature
+        elif self.default_x0_temperature is None:
+            raise ValueError(
+                f"x0_temperature sharpens a continuous process's estimate; {self.process} "
+                "diffusion draws tokens (use temperature)"
+            )
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -324,7 +333,7 @@ class DiffusionModel(nn.Module):
         generator: torch.Generator | None,
         sampler: str,
         temperature: float,
-        x0_temperature: float,
+        x0_temperature: float | None,
     ) -> Tensor:
         raise NotImplementedError
 

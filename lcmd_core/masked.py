@@ -24,6 +24,7 @@ class MaskedDiffusion(DiffusionModel):
 
     process = "masked"
     default_temperature = 1.0
+    default_x0_temperature = None
 
     def _build_inputs(self) -> None:
         self.schedule = MaskingSchedule(self.diffusion_config.mask_schedule)
@@ -104,17 +105,12 @@ class MaskedDiffusion(DiffusionModel):
         generator: torch.Generator | None,
         sampler: str,
         temperature: float,
-        x0_temperature: float,
+        x0_temperature: float | None,
     ) -> Tensor:
         if sampler != "ancestral":
             raise ValueError(
                 f"sampler {sampler!r} is for diffusion.process=continuous; masked diffusion "
                 "samples with ancestral unmasking (sampler=ancestral)"
-            )
-        if x0_temperature != 1.0:
-            raise ValueError(
-                "x0_temperature sharpens a continuous process's estimate; masked diffusion draws "
-                "tokens (use temperature)"
             )
         if guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {guidance}")

@@ -40,7 +40,7 @@ class SampleSettings:
     sampler: str  # the reverse process's update rule: ancestral or ddim
     guidance: float  # 1.0 for an unconditional run, whatever was asked
     temperature: float
-    x0_temperature: float  # continuous: sharpness of each step's clean estimate (1 = plain)
+    x0_temperature: float | None  # continuous: each step's clean-estimate sharpness; masked None
     seed: int
     ema: bool
 
@@ -68,10 +68,10 @@ class SampleSettings:
             )
         temperature = config.temperature if temperature is None else temperature
         x0_temperature = _or(x0_temperature, config.x0_temperature)
-        if model.process == "masked" and x0_temperature != 1.0:
+        if x0_temperature is not None and model.default_x0_temperature is None:
             raise RunError(
                 f"x0_temperature {x0_temperature} is for diffusion.process=continuous; this run "
-                "is masked, which draws tokens (--temperature)"
+                f"is {model.process}, which draws tokens (--temperature)"
             )
         return cls(
             n=n or config.num_samples,
@@ -79,7 +79,7 @@ class SampleSettings:
             sampler=sampler,
             guidance=1.0 if not model.num_classes else _or(guidance, config.guidance),
             temperature=model.default_temperature if temperature is None else temperature,
-            x0_temperature=x0_temperature,
+            x0_temperature=_or(x0_temperature, model.default_x0_temperature),
             seed=seed,
             ema=_or(use_ema, config.use_ema),
         )

@@ -36,12 +36,14 @@ def test_defaults_come_from_the_config_and_the_process():
         "sampler": "ancestral",
         "guidance": 1.0,
         "temperature": 0.0,
-        "x0_temperature": 1.0,
+        "x0_temperature": 0.5,
         "seed": 0,
         "ema": True,
     }
-    sharp = SampleSettings.resolve(SampleConfig(x0_temperature=0.5), tiny(), x0_temperature=0.0)
+    sharp = SampleSettings.resolve(SampleConfig(x0_temperature=0.3), tiny(), x0_temperature=0.0)
     assert sharp.x0_temperature == 0.0  # 0 is a value, not "unset"
+    assert SampleSettings.resolve(SampleConfig(x0_temperature=0.3), tiny()).x0_temperature == 0.3
+    assert masked.x0_temperature is None
 
 
 def test_masked_run_refuses_an_x0_temperature_in_one_line():
