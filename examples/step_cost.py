@@ -1,7 +1,9 @@
-"""Milliseconds per training step of the `mnist` preset's network, the paper's objective against
-LCMD's defaults, timed alternately in one process so that both see the same machine.
+"""Milliseconds per training step, timed alternately in one process so that every model sees the
+same machine: the `mnist` preset's network under the paper's objective and LCMD's defaults, or
+(`--text`) the Shakespeare network at the widths and depths its preset was chosen from.
 
     python examples/step_cost.py [--rounds 6] [--steps 10]
+    python examples/step_cost.py --text [--rounds 4] [--steps 5]
 """
 
 from __future__ import annotations
@@ -16,23 +18,37 @@ from lcmd_core.config import PAPER_OBJECTIVE
 
 PAPER = {k: v for opts in PAPER_OBJECTIVE.values() for k, v in opts.items()}
 NETWORK = {"width": 128, "depth": 4, "heads": 4, "embed_dim": 32, "num_classes": 10, "shift": 2.0}
+TEXT = {"embed_dim": 16, "pos_encoding": "rope", "self_condition": True}
+TEXT_SHAPES = {"64 x 2": (64, 2, 2), "96 x 3": (96, 3, 3), "128 x 3": (128, 3, 4)}
+
+
+def models(text: bool) -> tuple[dict[str, LCMD], torch.Tensor, torch.Tensor | None]:
+    """The models to time, a batch of tokens and its labels (None: unconditional)."""
+    torch.manual_seed(0)
+    if text:  # the shakespeare preset: 256 characters, batch 16, about 70 symbols
+        nets = {
+            name: LCMD(70, 256, width=w, depth=d, heads=h, **TEXT)
+            for name, (w, d, h) in TEXT_SHAPES.items()
+        }
+        return nets, torch.randint(0, 70, (16, 256)), None
+    nets = {
+        "paper's objective": LCMD(256, 49, **NETWORK, **PAPER),
+        "defaults": LCMD(256, 49, **NETWORK),
+    }
+    return nets, torch.randint(0, 256, (64, 49)), torch.randint(0, 10, (64,))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--text", action="store_true", help="the Shakespeare network's shapes")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    models = {
-        "paper's objective": LCMD(256, 49, **NETWORK, **PAPER),
-        "defaults": LCMD(256, 49, **NETWORK),
-    }
-    optimizers = {k: torch.optim.AdamW(m.param_groups(2e-3, 2e-3, 0.0)) for k, m in models.items()}
-    tokens, labels = torch.randint(0, 256, (64, 49)), torch.randint(0, 10, (64,))
-    times: dict[str, list[float]] = {k: [] for k in models}
+    nets, tokens, labels = models(args.text)
+    optimizers = {k: torch.optim.AdamW(m.param_groups(2e-3, 2e-3, 0.0)) for k, m in nets.items()}
+    times: dict[str, list[float]] = {k: [] for k in nets}
     for _ in range(args.rounds):
-        for name, model in models.items():
+        for name, model in nets.items():
             start = time.perf_counter()
             for _ in range(args.steps):
                 with model.one_step():
