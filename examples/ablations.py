@@ -312,24 +312,18 @@ def cell(found: list[float]) -> str:
 
 def values(records: list[dict], key: str, **match: object) -> list[float]:
     """Metric `key` of the records whose fields equal `match`."""
-    return [r["metrics"][key] for r in records if all(field(r, k) == v for k, v in match.items())]
+    return [r["metrics"][key] for r in records if all(r[k] == v for k, v in match.items())]
 
 
-def field(record: dict, key: str) -> object:
-    """Field `key` of a record; a sampling record from before the x0 temperature was drawn at 1
-    (a masked run's is None)."""
-    if key == "x0_temperature" and key not in record:
-        return 1.0
-    return record[key]
+def with_x0_temperature(records: list[dict]) -> list[dict]:
+    """Sampling records with their x0 temperature: 1 for those written before it existed (a
+    masked run's stays None)."""
+    return [{"x0_temperature": 1.0, **r} for r in records]
 
 
 def settings_of(records: list[dict]) -> list[tuple[float, float | None]]:
     """The (guidance, x0 temperature) pairs of sampling records, in order of appearance."""
-    return list(dict.fromkeys((r["guidance"], field(r, "x0_temperature")) for r in records))
-
-
-def _g(value: float | None) -> str:
-    return "–" if value is None else f"{value:g}"
+    return list(dict.fromkeys((r["guidance"], r["x0_temperature"]) for r in records))
 
 
 def run_variant(record: dict) -> str:
@@ -340,6 +334,7 @@ def run_variant(record: dict) -> str:
 def sampling_table(records: list[dict]) -> str:
     """Markdown table of a sampling sweep: mean ± half-range over runs and sampling seeds per
     steps × guidance × x0 temperature, and per variant when the runs are of several."""
+    records = with_x0_temperature(records)
     keys = list(dict.fromkeys(k for r in records for k in r["metrics"] if "/" in k))
     variants = list(dict.fromkeys(map(run_variant, records)))
     lead = ["variant"] if len(variants) > 1 else []
@@ -359,10 +354,10 @@ def sampling_table(records: list[dict]) -> str:
                 found = values(mine, keys[0], **match) if keys else []
                 if not found:
                     continue
-                cells = [cell(values(mine, key, **match)) for key in keys]
-                setting = [str(steps), f"{guidance:g}", _g(x0), str(len(found))]
-                lines.append("| " + " | ".join([*([variant] if lead else []), *setting, *cells]))
-                lines[-1] += " |"
+                x0_text = "–" if x0 is None else f"{x0:g}"
+                row = [*([variant] if lead else []), str(steps), f"{guidance:g}", x0_text]
+                row += [str(len(found)), *(cell(values(mine, key, **match)) for key in keys)]
+                lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -469,8 +464,9 @@ def figures(results: list[dict], directory: Path) -> list[Path]:
 
 
 def sampling_figure(records: list[dict], directory: Path) -> Path:
-    """Sample metrics against the number of sampling steps, a line per guidance weight and
-    variant (the ELBO does not depend on the sampler and is left out)."""
+    """Sample metrics against the number of sampling steps, a line per guidance weight, x0
+    temperature and variant (the ELBO does not depend on the sampler and is left out)."""
+    records = with_x0_temperature(records)
     plt = _pyplot()
     directory.mkdir(parents=True, exist_ok=True)
     keys = [k for k in _metric_keys(records) if "/" in k]

@@ -415,11 +415,17 @@ def test_staggered_positions_see_their_own_noise_level():
     terms["total"].backward()
     z = torch.randn(2, 8, TINY["embed_dim"])
     lam = torch.zeros(2, 8)
-    moved = lam.clone()
+    moved, elsewhere = lam.clone(), lam.clone()
     moved[:, 5] = 4.0
+    elsewhere[:, 2] = 4.0  # the same mean λ: only a per-position input tells the two apart
     with torch.no_grad():
         base, other = model.denoise(z, lam), model.denoise(z, moved)
+        swapped = model.denoise(z, elsewhere)
+        # the network itself, without the input scaling and readout that also read λ per position
+        net_moved, net_elsewhere = model.denoiser(z, moved), model.denoiser(z, elsewhere)
     assert not torch.allclose(base[:, 5], other[:, 5])
+    assert not torch.allclose(other, swapped)
+    assert not torch.allclose(net_moved, net_elsewhere)
     assert model.sample(3, steps=5, seed=0).shape == (3, 8)
 
 
