@@ -10,6 +10,9 @@ the diagonal tokens and E to those of the others:
   and node j's features update E_ij;
 - the sum of each node's edge features, Σ_j E_ij, enters the node update beside the attention
   (softmax attention averages, so it cannot count bonds: valences and degrees need the sum);
+- a triangle update: channels of the two-step paths Σ_k a(E_ik) ⊙ b(E_kj) enter the edge
+  update, so edge (i, j) sees the edges (i, k) and (k, j) — common neighbours, the triangles a
+  new edge would close — which neither node's features can carry for every k (O(N³ · W_e));
 - adaLN-Zero conditioning of every node and edge sub-layer on λ and the class, as in the DiT;
 - fixed sin-cos encodings of the node index on X and of the index gap j − i on E (the codec's
   breadth-first order puts most edges near the diagonal).
@@ -17,9 +20,9 @@ the diagonal tokens and E to those of the others:
 Edge features are kept per token, E[B, L, W_e], one row per cell (i, j), i ≤ j; the attention
 reads them as the symmetric N×N matrix.
 
-The edge width W_e is a quarter of the model width (at least 8); both output layers start at
+The edge width W_e is an eighth of the model width (at least 8); both output layers start at
 zero. Full attention over the L = N(N+1)/2 tokens costs O(N⁴ · width) a layer; this costs
-O(N² · width).
+O(N² · width + N³ · W_e).
 """
 
 from __future__ import annotations
@@ -107,6 +110,12 @@ class Cells(nn.Module):
         out = per_token.new_zeros(b, self.nodes, c)
         return out.index_add(1, self.rows, off).index_add(1, self.cols, off)
 
+    def two_step_paths(self, per_token: Tensor) -> Tensor:
+        """[B, L, 2C] → [B, L, C]: per cell (i, j), Σ_k a_ik ⊙ b_kj / √N of the two halves a, b
+        read as symmetric matrices (symmetrised like `per_token`)."""
+        a, b = self.matrix(per_token.transpose(1, 2)).chunk(2, 1)  # [B, C, N, N] each
+        return self.per_token(a @ b * self.nodes**-0.5).transpose(1, 2)
+
     def pairs(self, left: Tensor, right: Tensor) -> Tensor:
         """left, right [B, N, C] → [B, L, C]: left_i ⊙ right_j + left_j ⊙ right_i per cell."""
         outer = (left[:, :, None] * right[:, None]).flatten(1, 2)  # [B, N², C]
@@ -128,9 +137,10 @@ class GraphLayer(nn.Module):
         self.edge_film = nn.Linear(edge_width, 2 * heads)  # per-head (a, b) of the scores
         self.pair = nn.Linear(width, 2 * edge_width)  # node i, node j → edge (i, j)
         self.pair_norm = _norm(edge_width)  # a product of two projections: heavy-tailed
+        self.triangle = nn.Linear(edge_width, 2 * edge_width)  # edges (i, k) and (k, j)
         self.node_out = nn.Linear(width, width)
         self.edge_sum = nn.Linear(edge_width, width)  # Σ_j E_ij: degrees and valences
-        self.edge_out = nn.Linear(edge_width + heads, edge_width)
+        self.edge_out = nn.Linear(2 * edge_width + heads, edge_width)
         self.node_mlp = _mlp(width, mlp_ratio, dropout)
         self.edge_mlp = _mlp(edge_width, mlp_ratio / 2, dropout)
         self.drop = _dropout(dropout)
@@ -154,7 +164,8 @@ class GraphLayer(nn.Module):
         x = x + _gate(n_gate1, self.drop(self.node_out(attended) + sums))
         left, right = self.pair(h).chunk(2, -1)
         pairs = self.pair_norm(cells.pairs(left, right))
-        update = torch.cat([pairs, cells.per_token(scores).transpose(1, 2)], -1)
+        paths = cells.two_step_paths(self.triangle(he))
+        update = torch.cat([pairs, paths, cells.per_token(scores).transpose(1, 2)], -1)
         e = e + _gate(e_gate1, self.edge_out(update))
         x = x + _gate(n_gate2, self.node_mlp(_mod(self.node_norm2(x), n_shift2, n_scale2)))
         e = e + _gate(e_gate2, self.edge_mlp(_mod(self.edge_norm2(e), e_shift2, e_scale2)))

@@ -57,6 +57,39 @@ def test_cells_map_tokens_to_a_symmetric_matrix_and_back() -> None:
     assert torch.allclose(cells.pairs(left, right)[:, 6], expected)
 
 
+def test_two_step_paths_count_common_neighbours() -> None:
+    """With both halves the 0/1 adjacency, cell (i, j) holds i's and j's common neighbours / √N."""
+    positions = triangle_positions(5)
+    rows, cols = torch.tensor(positions).T
+    cells = Cells(rows, cols)
+    edges = {(0, 1), (0, 2), (1, 2), (2, 3), (3, 4), (1, 4)}
+    present = torch.tensor([float((i, j) in edges) for i, j in positions])
+    paths = cells.two_step_paths(present[None, :, None].expand(1, -1, 2))[0, :, 0] * 5**0.5
+    adjacency = cells.matrix(present[None, None])[0, 0]
+    for t, (i, j) in enumerate(positions):
+        assert paths[t].item() == pytest.approx(float((adjacency[i] * adjacency[j]).sum()))
+    assert paths[positions.index((0, 1))].item() == pytest.approx(1)  # node 2
+    assert paths[positions.index((1, 3))].item() == pytest.approx(2)  # nodes 2 and 4
+
+
+def test_an_edge_reads_the_edges_it_would_close_a_triangle_with() -> None:
+    """In one layer, the logits of edge (0, 1) move with edge (0, 2) (a path 0-2-1): only the
+    triangle update carries an edge's neighbours' edges, not the nodes' own features."""
+    positions = triangle_positions(4)
+    torch.manual_seed(0)
+    net = GraphTransformer(spec_for(positions))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    z, lam = torch.randn(1, len(positions), 8), torch.tensor([0.5])
+    moved = z.clone()
+    moved[0, positions.index((0, 2))] += 1.0
+    with torch.no_grad():
+        change = (net(moved, lam) - net(z, lam))[0].abs().sum(-1)
+    assert change[positions.index((0, 1))] > 1e-3
+    assert change[positions.index((1, 3))] == 0  # no path through edge (0, 2) in one layer
+
+
 def test_tokens_in_another_order_are_read_by_their_positions() -> None:
     """Shuffling the tokens and their positions together shuffles the logits the same way."""
     positions = triangle_positions(4)
