@@ -1,6 +1,7 @@
 """How fast LCMD memorises four sequences, as a new user would train it, per set of options.
 
     python examples/toy_memorise.py [--steps 400] [--seeds 0 1] [--json OUT] [--probe]
+        [--x0-temperature T ...]
 
 The toy: 4 fixed random sequences of 16 tokens over 16 symbols, the `tiny` network at width 64
 × 2 layers (D = 16), batch 32, AdamW lr 2e-3 on every parameter, no EMA. The score is the share
@@ -101,9 +102,16 @@ def train(options: dict, steps: int, seed: int, every: int = 200) -> dict[int, f
     return fit(options, steps, seed, every)[2]
 
 
-def match(model: LCMD, data: Tensor, seed: int, sampler: str = "ancestral") -> float:
-    """Share of 64 samples (50 steps) that reproduce a training sequence exactly."""
-    samples = model.sample(64, steps=50, seed=seed, sampler=sampler)
+def match(
+    model: LCMD,
+    data: Tensor,
+    seed: int,
+    sampler: str = "ancestral",
+    x0_temperature: float | None = None,
+) -> float:
+    """Share of 64 samples (50 steps) that reproduce a training sequence exactly (x0
+    temperature: the model's default when None)."""
+    samples = model.sample(64, steps=50, seed=seed, sampler=sampler, x0_temperature=x0_temperature)
     return float((samples[:, None, :] == data[None]).all(-1).any(-1).float().mean())
 
 
@@ -136,6 +144,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--probe", action="store_true", help="also print `probe` of each run")
+    parser.add_argument(
+        "--x0-temperature",
+        type=float,
+        nargs="+",
+        default=[],
+        help="also score each trained model's samples at these x0 temperatures",
+    )
     args = parser.parse_args()
     records = []
     print(f"| options | match after {args.steps} steps | per seed | seconds |\n|---|---|---|---|")
@@ -152,7 +167,19 @@ def main() -> None:
         seconds = time.perf_counter() - start
         row = f"| {name} | {mean(final):.2f} ± {half:.2f} | {per_seed} | {seconds:.0f} |"
         print(row, flush=True)
-        records.append({"variant": name, "options": VARIANTS[name], "match": runs})
+        record = {"variant": name, "options": VARIANTS[name], "match": runs}
+        for temperature in args.x0_temperature:
+            scores = [
+                match(m.eval(), d, seed, x0_temperature=temperature)
+                for seed, (m, d, _) in zip(args.seeds, fitted, strict=True)
+            ]
+            half = (max(scores) - min(scores)) / 2
+            per_seed = " / ".join(f"{v:.2f}" for v in scores)
+            print(
+                f"| {name}, x0 T {temperature:g} | {mean(scores):.2f} ± {half:.2f} | {per_seed} | |"
+            )
+            record.setdefault("match_by_x0_temperature", {})[temperature] = scores
+        records.append(record)
     if args.json:
         args.json.write_text(json.dumps(records, indent=1) + "\n")
 
