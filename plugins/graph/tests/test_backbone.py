@@ -45,11 +45,11 @@ def test_cells_map_tokens_to_a_symmetric_matrix_and_back() -> None:
     positions = triangle_positions(4)
     rows, cols = torch.tensor(positions).T
     cells = Cells(rows, cols)
-    per_token = torch.randn(2, 3, len(positions))
+    per_token = torch.randn(2, len(positions), 3)
     matrix = cells.matrix(per_token)
-    assert torch.equal(matrix, matrix.transpose(2, 3))
+    assert torch.equal(matrix, matrix.transpose(1, 2))
     for t, (i, j) in enumerate(positions):
-        assert torch.equal(matrix[:, :, i, j], per_token[:, :, t])
+        assert torch.equal(matrix[:, i, j], per_token[:, t])
     assert torch.allclose(cells.per_token(matrix), per_token)
     left, right = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
     i, j = positions[6]  # (1, 3)
@@ -65,7 +65,7 @@ def test_two_step_paths_count_common_neighbours() -> None:
     edges = {(0, 1), (0, 2), (1, 2), (2, 3), (3, 4), (1, 4)}
     present = torch.tensor([float((i, j) in edges) for i, j in positions])
     paths = cells.two_step_paths(present[None, :, None].expand(1, -1, 2))[0, :, 0] * 5**0.5
-    adjacency = cells.matrix(present[None, None])[0, 0]
+    adjacency = cells.matrix(present[None, :, None])[0, :, :, 0]
     for t, (i, j) in enumerate(positions):
         assert paths[t].item() == pytest.approx(float((adjacency[i] * adjacency[j]).sum()))
     assert paths[positions.index((0, 1))].item() == pytest.approx(1)  # node 2
