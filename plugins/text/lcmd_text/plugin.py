@@ -46,8 +46,9 @@ TINY = {
 # LCMD's defaults (CE at t with CM, L2 rows, warped t; docs/experiments.md) learn 0.5 bits/char
 # more by 1,000 steps than the paper's objective and end level with it at 5,000. In the same
 # CPU time, width 128 x 3 layers for 2,000 steps beats width 64 x 2 for 5,000 (docs/text.md):
-# the small model had saturated; 1,800 steps keep the whole run within 15 minutes on 2 cores. Sampling sharpens each step's estimate (x0 temperature 0.15,
-# against LCMD's 0.5): 0.52 real words against 0.49 and 0.40 at 1 (docs/text.md).
+# the small model had saturated; 1,800 steps keep the whole run within 15 minutes on 2 cores.
+# Sampling sharpens each step's estimate (x0 temperature 0.15, against LCMD's 0.5): 0.52 real
+# words against 0.49 and 0.40 at 1 (docs/text.md).
 SHAKESPEARE = {
     "model": {**_SMALL_MODEL, "width": 128, "depth": 3, "heads": 4},
     "optim": {"lr": 2e-3, "warmup_steps": 100, "ema_decay": 0.995},
