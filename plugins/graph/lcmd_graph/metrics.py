@@ -164,6 +164,31 @@ def sbm_fit_stats(samples: Sequence[nx.Graph], params: SBMParams) -> dict[str, f
     }
 
 
+def edges_to_drop_for_planarity(graph: nx.Graph) -> int:
+    """Edges a greedy pass leaves out to keep `graph` planar: it adds the edges one at a time in
+    the graph's edge order and skips each that breaks planarity (0 for a planar graph; an upper
+    bound on the fewest edges to remove)."""
+    kept = nx.Graph()
+    kept.add_nodes_from(graph)
+    dropped = 0
+    for u, v in graph.edges:
+        kept.add_edge(u, v)
+        if not nx.check_planarity(kept)[0]:
+            kept.remove_edge(u, v)
+            dropped += 1
+    return dropped
+
+
+def planar_fit_stats(samples: Sequence[nx.Graph]) -> dict[str, float]:
+    """How close planar-set samples come to validity: the share that is planar (connected or
+    not) and the mean number of edges a greedy pass drops to make a sample planar."""
+    drops = [edges_to_drop_for_planarity(g) for g in samples]
+    return {
+        "planar_share": float(np.mean([d == 0 for d in drops])),
+        "planar_edges_dropped": float(np.mean(drops)),
+    }
+
+
 # ------------------------------------------------------------------------------ V.U.N.
 class IsomorphismIndex:
     """Graphs bucketed by Weisfeiler–Lehman hash; membership is checked by exact isomorphism."""
@@ -251,6 +276,8 @@ def graph_vun(
     out = vun(samples, readable(context.load("train")[0]), valid)
     if context.dataset.name in SBM_SETS and samples:
         out |= sbm_fit_stats(samples, SBM_SETS[context.dataset.name])
+    if context.dataset.name == "planar" and samples:
+        out |= planar_fit_stats(samples)
     if valid is not None and references:
         out["valid_reference"] = float(np.mean([valid(g) for g in references]))
     return out

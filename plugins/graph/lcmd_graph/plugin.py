@@ -88,10 +88,14 @@ MOLECULE_HIGHER_IS_BETTER = {
     **dict.fromkeys(("valid", "valid_largest_fragment", "connected", "unique", "novel"), True),
     **dict.fromkeys(("fcd", "atom_tv", "bond_tv"), False),
 }
-VUN_HIGHER_IS_BETTER = dict.fromkeys(
-    ("valid", "unique", "novel", "vun", "un", "valid_reference", "sbm_block_checks", "sbm_mean_p"),
-    True,
-)
+VUN_HIGHER_IS_BETTER = {
+    **dict.fromkeys(
+        ("valid", "unique", "novel", "vun", "un", "valid_reference", "sbm_block_checks",
+         "sbm_mean_p", "planar_share"),
+        True,
+    ),
+    "planar_edges_dropped": False,
+}  # fmt: skip
 
 
 def adjacency_codec(options: dict[str, Any]) -> AdjacencyCodec:

@@ -108,6 +108,17 @@ def test_delaunay_is_a_maximal_planar_triangulation(seed: int) -> None:
     assert len(edges) == 3 * 40 - 3 - convex_hull_size(points)
 
 
+def test_planarity_gap_counts_the_edges_a_greedy_pass_drops() -> None:
+    points = np.random.default_rng(3).random((30, 2))
+    triangulation = nx.Graph(list(delaunay_edges(points)))
+    assert metrics.edges_to_drop_for_planarity(triangulation) == 0
+    assert metrics.edges_to_drop_for_planarity(nx.complete_graph(5)) == 1  # K5 less an edge
+    assert metrics.edges_to_drop_for_planarity(nx.complete_bipartite_graph(3, 3)) == 1
+    assert metrics.edges_to_drop_for_planarity(nx.complete_graph(6)) == 3  # 15 − (3·6 − 6)
+    stats = metrics.planar_fit_stats([triangulation, nx.complete_graph(5), nx.complete_graph(6)])
+    assert stats == {"planar_share": pytest.approx(1 / 3), "planar_edges_dropped": 4 / 3}
+
+
 def test_sbm_fit_stats_average_p_values_with_failed_checks_as_zero() -> None:
     rng = np.random.default_rng(7)
     family = [sbm_graph(SBM_SMALL, rng) for _ in range(6)]
