@@ -137,6 +137,13 @@ def probe(model: LCMD, data: Tensor, seed: int) -> dict[str, float]:
     return out
 
 
+def table_row(label: str, scores: list[float], seconds: str = "") -> str:
+    """A markdown row: the mean ± half-range of the per-seed match, the seeds', and the time."""
+    half = (max(scores) - min(scores)) / 2
+    per_seed = " / ".join(f"{v:.2f}" for v in scores)
+    return f"| {label} | {mean(scores):.2f} ± {half:.2f} | {per_seed} | {seconds} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=400)
@@ -162,22 +169,14 @@ def main() -> None:
             for seed, (model, data, _) in zip(args.seeds, fitted, strict=True):
                 print(f"probe {name}, seed {seed}: {probe(model, data, seed)}", flush=True)
         final = [run[args.steps] for run in runs]
-        half = (max(final) - min(final)) / 2
-        per_seed = " / ".join(f"{v:.2f}" for v in final)
-        seconds = time.perf_counter() - start
-        row = f"| {name} | {mean(final):.2f} ± {half:.2f} | {per_seed} | {seconds:.0f} |"
-        print(row, flush=True)
+        print(table_row(name, final, f"{time.perf_counter() - start:.0f}"), flush=True)
         record = {"variant": name, "options": VARIANTS[name], "match": runs}
         for temperature in args.x0_temperature:
             scores = [
                 match(m.eval(), d, seed, x0_temperature=temperature)
                 for seed, (m, d, _) in zip(args.seeds, fitted, strict=True)
             ]
-            half = (max(scores) - min(scores)) / 2
-            per_seed = " / ".join(f"{v:.2f}" for v in scores)
-            print(
-                f"| {name}, x0 T {temperature:g} | {mean(scores):.2f} ± {half:.2f} | {per_seed} | |"
-            )
+            print(table_row(f"{name}, x0 T {temperature:g}", scores), flush=True)
             record.setdefault("match_by_x0_temperature", {})[temperature] = scores
         records.append(record)
     if args.json:

@@ -124,7 +124,7 @@ def lcmd_register_presets(register: Callable[..., None]) -> None:
     register(
         "shakespeare",
         SHAKESPEARE,
-        "3-layer width-128 char model, RoPE, self-conditioning, 1800 steps: ~15 CPU min",
+        "3-layer width-128 char model, RoPE, self-conditioning, 1800 steps: ~12 CPU min",
     )
     register("text8", TEXT8, "DiT-S size, 200k steps at batch 256: a GPU setting")
 
