@@ -105,7 +105,7 @@ def test_tokens_in_another_order_are_read_by_their_positions() -> None:
     other.load_state_dict(net.state_dict())
     z, lam = torch.randn(2, len(positions), 8), torch.tensor([0.0, 1.0])
     with torch.no_grad():
-        assert torch.allclose(net(z, lam)[:, order], other(z[:, order], lam), atol=1e-5)
+        assert torch.allclose(net(z, lam)[:, order], other(z[:, order], lam), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(
