@@ -78,7 +78,6 @@ VARIANTS: dict[str, list[str]] = {
         "diffusion.time_sampling=importance",
     ],
     "gate_5": [*PAPER, "model.output_prior_logsnr=5"],
-    "gate_3_defaults": ["model.output_prior_logsnr=3"],
     "gate_5_ce": [*PAPER, "model.output_prior_logsnr=5", "diffusion.ce_weight=1"],
     "importance": [*PAPER, "diffusion.time_sampling=importance"],
     "gate_5_importance": [

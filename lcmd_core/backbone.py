@@ -2,9 +2,7 @@
 
 A backbone maps z[B, L, D] (already input-scaled), λ[B], labels[B] or None and self-conditioning
 [B, L, D] or None to logits[B, L, K]. `model.backbone` names it; the core knows this contract,
-not the network. A backbone whose class sets `reads_tokens = True` is also called with the
-keyword `tokens`: the noisy token ids [B, L] of a discrete process (masked diffusion; mask id =
-K), or None under LCMD, whose noisy input has no ids.
+not the network.
 """
 
 from __future__ import annotations

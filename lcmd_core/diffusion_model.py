@@ -117,15 +117,9 @@ class DiffusionModel(nn.Module):
         log_snr: Tensor,
         labels: Tensor | None,
         self_cond: Tensor | None,
-        tokens: Tensor | None = None,
     ) -> Tensor:
-        """The backbone's logits[B, L, K] (float32), its shape checked. `tokens[B, L]`, the
-        noisy token ids of a discrete process (mask id = K), reach only a backbone that sets
-        `reads_tokens = True`; under LCMD it gets None."""
-        if getattr(self.denoiser, "reads_tokens", False):
-            logits = self.denoiser(net_in, log_snr, labels, self_cond, tokens=tokens)
-        else:
-            logits = self.denoiser(net_in, log_snr, labels, self_cond)
+        """The backbone's logits[B, L, K] (float32), its shape checked."""
+        logits = self.denoiser(net_in, log_snr, labels, self_cond)
         expected = (net_in.shape[0], self.seq_len, self.vocab_size)
         return check_logits(logits, expected, self.model_config.backbone, self.backbone_owner)
 

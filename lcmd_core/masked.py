@@ -40,7 +40,7 @@ class MaskedDiffusion(DiffusionModel):
         """Logits[B, L, K] (float32) over the real tokens for noisy[B, L] (mask id = K)."""
         net_in = self.embedding(noisy)
         no_time = torch.zeros(noisy.shape[0], device=noisy.device)
-        return self.network(net_in, no_time, labels, self_cond, tokens=noisy).float()
+        return self.network(net_in, no_time, labels, self_cond).float()
 
     def predicted_embedding(self, logits: Tensor, noisy: Tensor) -> Tensor:
         """Self-conditioning input [B, L, D]: softmax(ℓ) E at masked positions, the token's own

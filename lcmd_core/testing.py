@@ -189,9 +189,8 @@ def check_backbone(
     """Assert that backbone `name` keeps the contract for tokens of `spec` (raises AssertionError).
 
     Checks the logits' shape with and without labels and self-conditioning, that the output
-    depends on z, λ, the labels and the self-conditioning input (and on the token ids, for a
-    backbone with `reads_tokens`) once the weights are perturbed away from their (possibly zero)
-    initialisation, that it is deterministic in eval mode, and
+    depends on z, λ, the labels and the self-conditioning input once the weights are perturbed
+    away from their (possibly zero) initialisation, that it is deterministic in eval mode, and
     that both processes train a step (finite loss, gradients reach the network) and sample with
     it. `plugins` is the plugin manager that registers it (default: the installed plugins);
     `model_options` are `ModelConfig` fields (e.g. width=32, depth=1).
@@ -224,18 +223,9 @@ def check_backbone(
     labels = torch.arange(batch) % bspec.num_classes
     expected = (batch, spec.seq_len, spec.vocab_size)
 
-    reads_tokens = bool(getattr(net, "reads_tokens", False))
-    # Token ids as masked diffusion passes them (mask id = K); LCMD's None is checked below.
-    noisy = None
-    if reads_tokens:
-        noisy = torch.randint(0, spec.vocab_size + 1, (batch, spec.seq_len), generator=gen)
-
-    def run(z: Any, lam: Any, labels: Any, cond: Any, tokens: Any = noisy) -> torch.Tensor:
+    def run(z: Any, lam: Any, labels: Any, cond: Any) -> torch.Tensor:
         with torch.no_grad():
-            if reads_tokens:
-                out = net(z, lam, labels, cond, tokens=tokens)
-            else:
-                out = net(z, lam, labels, cond)
+            out = net(z, lam, labels, cond)
         assert isinstance(out, torch.Tensor), f"backbone {name!r} returned {type(out).__name__}"
         assert tuple(out.shape) == expected, f"logits {list(out.shape)}, expected {list(expected)}"
         assert torch.isfinite(out).all(), f"backbone {name!r} returned non-finite logits"
@@ -250,8 +240,6 @@ def check_backbone(
         "labels": run(z, lam, torch.full_like(labels, bspec.num_classes), cond),
         "self_cond": run(z, lam, labels, cond + 1.0),
     }
-    if reads_tokens:
-        changes["tokens"] = run(z, lam, labels, cond, None)
     for what, out in changes.items():
         assert not torch.allclose(out, base), f"backbone {name!r} ignores {what}"
 

@@ -49,29 +49,10 @@ class WrongShape(TokenMLP):
         return super().forward(z, log_snr, labels, self_cond)[:, :-1]
 
 
-class TokenReader(TokenMLP):
-    """TokenMLP that also reads the noisy ids, recording what it was given."""
-
-    reads_tokens = True
-
-    def __init__(self, spec: BackboneSpec, deaf_to_ids: bool = False) -> None:
-        super().__init__(spec)
-        self.ids = nn.Embedding(spec.vocab_size + 1, spec.vocab_size)
-        self.deaf_to_ids = deaf_to_ids
-        self.seen: list[Tensor | None] = []
-
-    def forward(self, z, log_snr, labels, self_cond, tokens=None):  # type: ignore[override]
-        self.seen.append(tokens)
-        out = super().forward(z, log_snr, labels, self_cond)
-        return out if tokens is None or self.deaf_to_ids else out + self.ids(tokens)
-
-
 class Backbones:
     @hookimpl
     def lcmd_register_backbones(self, register: Register) -> None:
         register("token_mlp", TokenMLP)
-        register("token_reader", TokenReader)
-        register("deaf_to_ids", lambda spec: TokenReader(spec, deaf_to_ids=True))
         register("deaf", lambda spec: TokenMLP(spec, ignore_labels=True))
         register("wrong_shape", WrongShape)
         register("not_a_module", lambda spec: "a string")
@@ -94,23 +75,6 @@ def test_a_plugin_backbone_is_built_trained_and_sampled() -> None:
     model = LCMD(7, 6, plugins=pm, backbone="token_mlp", embed_dim=8, width=16)
     assert isinstance(model.denoiser, TokenMLP) and model.backbone_owner == "nets"
     assert "token_mlp (plugin nets)" in model.describe_network(torch.device("cpu"))
-
-
-def test_a_backbone_that_reads_tokens_gets_the_noisy_ids_under_masked_diffusion_only() -> None:
-    pm = manager(nets=Backbones())
-    check_backbone("token_reader", SPEC, plugins=pm)
-    tokens = torch.randint(0, 7, (4, 6), generator=torch.Generator().manual_seed(0))
-    masked = MaskedDiffusion(7, 6, plugins=pm, backbone="token_reader", width=16)
-    masked.loss(tokens)
-    (seen,) = masked.denoiser.seen
-    assert seen is not None and seen.shape == tokens.shape
-    shown = seen != masked.mask_id
-    assert shown.any() and (~shown).any() and torch.equal(seen[shown], tokens[shown])
-    lcmd = LCMD(7, 6, plugins=pm, backbone="token_reader", width=16)
-    lcmd.loss(tokens)
-    assert lcmd.denoiser.seen and all(t is None for t in lcmd.denoiser.seen)
-    with pytest.raises(AssertionError, match="ignores tokens"):
-        check_backbone("deaf_to_ids", SPEC, plugins=pm)
 
 
 def test_the_check_catches_a_backbone_that_ignores_labels() -> None:
@@ -158,14 +122,7 @@ def test_plugins_command_lists_backbones(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["plugins", "--json"], pm=manager(nets=Backbones())) == 0
     listed = json.loads(capsys.readouterr().out)
     names = [b["name"] for b in listed["nets"]["backbones"]]
-    assert names == [
-        "token_mlp",
-        "token_reader",
-        "deaf_to_ids",
-        "deaf",
-        "wrong_shape",
-        "not_a_module",
-    ]
+    assert names == ["token_mlp", "deaf", "wrong_shape", "not_a_module"]
     assert listed["nets"]["backbones"][0]["description"].startswith("A per-token MLP")
 
 

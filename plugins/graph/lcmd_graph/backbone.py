@@ -34,10 +34,7 @@ from lcmd_core.backbone import BackboneSpec
 from lcmd_core.denoiser import SIZES, sincos_1d
 from lcmd_core.plugins import PluginError
 
-from .codec import NO_EDGE
-
 NAME = "graph_transformer"
-HEAT_TIMES = (1.0, 4.0, 16.0, 64.0)  # diffusion times of the heat kernels, short to global
 
 
 def _ada(width: int, out: int) -> nn.Sequential:
@@ -127,28 +124,6 @@ class Cells(nn.Module):
         return outer.index_select(1, self.upper) + outer.index_select(1, self.lower)
 
 
-def heat_kernels(adjacency: Tensor) -> Tensor:
-    """[B, N, N] 0/1 adjacency → [B, N, N, T]: log(1 + N·exp(−t·L)) at t = `HEAT_TIMES`.
-
-    L is the normalised Laplacian I − D^−½ A D^−½ (an isolated node has L_ii = 0 and keeps its
-    heat). exp(−t·L)_ij is how much heat starting at node i reaches node j by time t: short t
-    sees the neighbourhood, long t the component and, in a planar triangulation, how far apart
-    two nodes lie in the plane. Computed from the eigendecomposition in float64; it depends on
-    no choice of eigenvector basis or sign. N·exp(−t·L) is about 1 between two nodes of a
-    connected graph at long t; the log keeps the diagonal's N in range.
-    """
-    a = adjacency.double()
-    degree = a.sum(-1)
-    present = (degree > 0).double()
-    scale = degree.clamp_min(1).rsqrt() * present
-    laplacian = torch.diag_embed(present) - scale[..., :, None] * a * scale[..., None, :]
-    values, vectors = torch.linalg.eigh(laplacian)
-    times = torch.tensor(HEAT_TIMES, dtype=a.dtype, device=a.device)
-    decay = torch.exp(-values.clamp_min(0)[..., None] * times)  # [B, N, T]
-    heat = torch.einsum("bik,bkt,bjk->bijt", vectors, decay, vectors)
-    return torch.log1p(heat.clamp_min(0) * a.shape[-1]).to(adjacency.dtype)
-
-
 class GraphLayer(nn.Module):
     """Edge-conditioned node attention, edge update, node and edge MLPs (pre-norm, adaLN-Zero).
 
@@ -200,13 +175,7 @@ class GraphLayer(nn.Module):
 
 
 class GraphTransformer(nn.Module):
-    """Adjacency-cell tokens z[B, L, D] → logits[B, L, K] through node and edge features.
-
-    Under masked diffusion it also reads the noisy token ids: the heat kernels of the graph the
-    revealed edges form enter the node and edge features (`heat_kernels`).
-    """
-
-    reads_tokens = True
+    """Adjacency-cell tokens z[B, L, D] → logits[B, L, K] through node and edge features."""
 
     def __init__(self, spec: BackboneSpec) -> None:
         super().__init__()
@@ -245,18 +214,6 @@ class GraphTransformer(nn.Module):
             nn.init.zeros_(layer.bias)
         if self.class_embed is not None:
             nn.init.normal_(self.class_embed.weight, std=0.02)
-        self.vocab_size = spec.vocab_size
-        self.heat_nodes = nn.Linear(len(HEAT_TIMES), width)
-        self.heat_edges = nn.Linear(len(HEAT_TIMES), edge_width)
-        for layer in (self.heat_nodes, self.heat_edges):  # start as the network without them
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
-
-    def revealed_adjacency(self, tokens: Tensor) -> Tensor:
-        """Noisy ids [B, L] → the 0/1 adjacency [B, N, N] of the edges they show: an id above
-        NO_EDGE off the diagonal (masked cells, the mask id K, show none)."""
-        edge = (tokens > NO_EDGE) & (tokens < self.vocab_size) & ~self.cells.on_diagonal
-        return self.cells.matrix(edge[..., None].float())[..., 0]
 
     def forward(
         self,
@@ -264,20 +221,14 @@ class GraphTransformer(nn.Module):
         log_snr: Tensor,
         labels: Tensor | None = None,
         self_cond: Tensor | None = None,
-        tokens: Tensor | None = None,
     ) -> Tensor:
-        """z[B, L, D] (input-scaled), λ[B], labels[B] or None, self_cond[B, L, D] or None, the
-        noisy token ids tokens[B, L] (masked diffusion) or None → logits[B, L, K]."""
+        """z[B, L, D] (input-scaled), λ[B], labels[B] or None, self_cond[B, L, D] or None →
+        logits[B, L, K]."""
         if self.self_condition:
             z = torch.cat([z, self_cond if self_cond is not None else torch.zeros_like(z)], -1)
         x = self.node_in(z.index_select(1, self.cells.diagonal)) + self.node_pos.to(z.dtype)
         left, right = self.edge_pos(self.node_pos[None]).chunk(2, -1)
         e = self.edge_in(z) + self.edge_gap.to(z.dtype) + self.cells.pairs(left, right)
-        if tokens is not None:
-            with torch.no_grad():
-                heat = heat_kernels(self.revealed_adjacency(tokens)).to(z.dtype)
-            x = x + self.heat_nodes(heat.diagonal(0, 1, 2).transpose(1, 2))
-            e = e + self.heat_edges(self.cells.per_token(heat))
         cond = self.time_mlp(sincos_1d(log_snr.float() * 25.0, 256).to(z))
         if self.class_embed is not None:
             if labels is None:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from lcmd_graph import plugin as entry_point
-from lcmd_graph.backbone import HEAT_TIMES, Cells, GraphTransformer, heat_kernels
-from lcmd_graph.codec import NO_EDGE, PAD, AdjacencyCodec, triangle_positions
+from lcmd_graph.backbone import Cells, GraphTransformer
+from lcmd_graph.codec import AdjacencyCodec, triangle_positions
 
 from lcmd_core.backbone import BackboneSpec
 from lcmd_core.codec import TokenSpec
@@ -108,15 +104,8 @@ def test_tokens_in_another_order_are_read_by_their_positions() -> None:
             p.add_(torch.randn_like(p))
     other.load_state_dict(net.state_dict())
     z, lam = torch.randn(2, len(positions), 8), torch.tensor([0.0, 1.0])
-    tokens = torch.randint(0, 6, (2, len(positions)), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert torch.allclose(net(z, lam)[:, order], other(z[:, order], lam), rtol=1e-4, atol=1e-4)
-        assert torch.allclose(
-            net(z, lam, tokens=tokens)[:, order],
-            other(z[:, order], lam, tokens=tokens[:, order]),
-            rtol=1e-4,
-            atol=1e-4,
-        )
+        assert torch.allclose(net(z, lam)[:, order], other(z[:, order], lam), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -155,71 +144,3 @@ def test_learns_a_fixed_graph() -> None:
     model.eval()
     drawn = model.sample(16, steps=20, seed=0)
     assert (drawn == target).all(dim=1).float().mean() >= 0.8
-
-
-def cycle(n: int) -> torch.Tensor:
-    a = torch.zeros(n, n)
-    for i in range(n):
-        a[i, (i + 1) % n] = a[(i + 1) % n, i] = 1
-    return a
-
-
-def test_heat_kernels_of_known_graphs() -> None:
-    """No edges: all heat stays home. A connected regular graph at long t: N·exp(−tL) → 1
-    everywhere. Two components: no heat crosses between them at any t."""
-    alone = heat_kernels(torch.zeros(1, 5, 5))[0]
-    assert torch.allclose(alone, torch.eye(5)[..., None].expand(-1, -1, 4) * math.log1p(5))
-    ring = heat_kernels(cycle(8)[None])[0, ..., HEAT_TIMES.index(64.0)]
-    assert torch.allclose(ring, torch.full((8, 8), math.log(2.0)), atol=1e-4)
-    two = torch.block_diag(cycle(4), cycle(5))[None]
-    heat = heat_kernels(two)[0]
-    assert torch.all(heat[:4, 4:] == 0) and torch.all(heat[4:, :4] == 0)
-    assert torch.all(heat[:4, :4, 0] > 0)
-    short, long = heat[0, 2, 0], heat[0, 2, -1]  # opposite corners of the 4-cycle
-    assert short < long  # the heat needs time to travel two edges
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.integers(2, 9), st.integers(0, 2**31 - 1))
-def test_heat_kernels_are_symmetric_and_follow_a_relabelling(n: int, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    a = torch.triu((torch.rand(n, n, generator=gen) < 0.4).float(), 1)
-    a = a + a.T
-    order = torch.randperm(n, generator=gen)
-    heat = heat_kernels(a[None])[0]
-    assert torch.allclose(heat, heat.transpose(0, 1), atol=1e-5)
-    moved = heat_kernels(a[order][:, order][None])[0]
-    assert torch.allclose(moved, heat[order][:, order], atol=1e-5)
-
-
-def test_revealed_adjacency_holds_the_edges_the_noisy_tokens_show() -> None:
-    """Masked cells (id K), PAD and NO_EDGE show no edge; an edge id off the diagonal does, and
-    the diagonal (node types) never does."""
-    positions = triangle_positions(4)
-    net = GraphTransformer(spec_for(positions))  # K = 5
-    ids = {(0, 1): 2, (1, 2): 5, (0, 3): NO_EDGE, (2, 3): PAD, (1, 3): 3, (0, 0): 4}
-    tokens = torch.tensor([[ids.get(p, 5) for p in positions]])
-    adjacency = net.revealed_adjacency(tokens)[0]
-    expected = torch.zeros(4, 4)
-    for i, j in [(0, 1), (1, 3)]:
-        expected[i, j] = expected[j, i] = 1
-    assert torch.equal(adjacency, expected)
-
-
-def test_the_revealed_graph_reaches_distant_cells_in_one_layer() -> None:
-    """With the edges (0, 1) and (2, 3) shown, showing (0, 2) as well joins 1 and 3 by a path of
-    three edges: the logits of the cell (1, 3) move in one layer, which a change of z at (0, 2)
-    cannot do (see above); the heat kernels carry it."""
-    positions = triangle_positions(4)
-    torch.manual_seed(0)
-    net = GraphTransformer(spec_for(positions))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p))
-    z, lam = torch.zeros(1, len(positions), 8), torch.tensor([0.0])
-    apart = torch.tensor([[2 if p in {(0, 1), (2, 3)} else 5 for p in positions]])  # 5: masked
-    joined = apart.clone()
-    joined[0, positions.index((0, 2))] = 2
-    with torch.no_grad():
-        change = (net(z, lam, tokens=joined) - net(z, lam, tokens=apart))[0].abs().sum(-1)
-    assert change[positions.index((1, 3))] > 1e-3
