@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import inspect
 import json
+import math
 import os
 import shlex
 import signal
@@ -393,6 +394,27 @@ def _add_x0_temperature(parser: argparse.ArgumentParser) -> None:
         help="continuous runs: sharpen the clean estimate each step moves towards, "
         "softmax(logits / T) E; 0 takes the argmax (default: sample.x0_temperature)",
     )
+    parser.add_argument(
+        "--readout-gate",
+        type=_readout_gate,
+        metavar="C",
+        help="continuous runs: weigh each step's Bayes readout by σ(λ_eff − C), so that the "
+        "context decides more at mid noise (higher: sharper); off: as trained (default: "
+        "sample.readout_gate, else 1)",
+    )
+
+
+def _readout_gate(text: str) -> float | str:
+    """argparse type: a finite number or 'off'."""
+    if text == "off":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}")
+    return value
 
 
 def _run_config(args: argparse.Namespace, plugin: Plugin) -> RunConfig:
@@ -744,6 +766,7 @@ def _sample(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         seed=args.seed,
         temperature=args.temperature,
         x0_temperature=args.x0_temperature,
+        readout_gate=args.readout_gate,
         use_ema=False if args.no_ema else None,
         prompts=prompts,
         out_dir=args.out,
@@ -761,6 +784,7 @@ def _eval(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
         steps=args.steps,
         guidance=args.guidance,
         x0_temperature=args.x0_temperature,
+        readout_gate=args.readout_gate,
         task=args.task,
         hide=args.hide,
     )

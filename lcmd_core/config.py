@@ -210,6 +210,13 @@ class SampleConfig(_Strict):
         "softmax(logits / T) E; below 1 sharpens it, 0 takes the most likely token's row; "
         "default: the process's (continuous 0.5)",
     )
+    readout_gate: float | Literal["off"] | None = Field(
+        None,
+        description="(continuous) while sampling, each step's Bayes readout enters with weight "
+        "σ(λ_eff − c), c this value: at mid noise the network's reading of the context decides "
+        "more and a sample commits to one mode (higher: sharper); off: the readout as trained; "
+        "default: the process's (continuous 1)",
+    )
     use_ema: bool = True
 
 
@@ -272,7 +279,7 @@ CONTINUOUS_ONLY = {
         "drop_prob",
         "rec_fraction",
     ),
-    "sample": ("sampler", "x0_temperature"),
+    "sample": ("sampler", "x0_temperature", "readout_gate"),
 }
 MASKED_ONLY = {"diffusion": ("mask_schedule",)}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pluggy
 import torch
@@ -62,6 +62,7 @@ class DiffusionModel(nn.Module):
     process: ClassVar[str]
     default_temperature: ClassVar[float]
     default_x0_temperature: ClassVar[float | None]  # None: the process takes no x0 temperature
+    default_readout_gate: ClassVar[float | None]  # None: no sampling gate on a Bayes readout
 
     def __init__(
         self,
@@ -275,6 +276,7 @@ class DiffusionModel(nn.Module):
         sampler: str = "ancestral",
         temperature: float | None = None,
         x0_temperature: float | None = None,
+        readout_gate: float | Literal["off"] | None = None,
     ) -> Tensor:
         """Generate LongTensor[num_samples, L].
 
@@ -284,7 +286,10 @@ class DiffusionModel(nn.Module):
         process's default (`default_temperature`), 0 for argmax; x0_temperature: the sharpness
         of the clean estimate each step of a continuous process moves towards (1 for the model's
         own, 0 for the argmax; see `Sampler`), None for the process's default
-        (`default_x0_temperature`; a process without one refuses a value).
+        (`default_x0_temperature`; a process without one refuses a value); readout_gate: the
+        centre c of the weight σ(λ_eff − c) a continuous process gives its Bayes readout while
+        sampling (see `LCMD.readout_gate`), "off" for the readout as trained, None for the
+        process's default (`default_readout_gate`; a process without one refuses a value).
         """
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
@@ -302,6 +307,7 @@ class DiffusionModel(nn.Module):
                 f"x0_temperature sharpens a continuous process's estimate; {self.process} "
                 "diffusion draws tokens (use temperature)"
             )
+        gate = self.sampling_gate(readout_gate)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -318,9 +324,25 @@ class DiffusionModel(nn.Module):
                 sampler=sampler,
                 temperature=temperature,
                 x0_temperature=x0_temperature,
+                readout_gate=gate,
             )
         finally:
             self.train(was_training)
+
+    def sampling_gate(self, readout_gate: float | Literal["off"] | None) -> float | None:
+        """The sampling gate's centre for `sample`'s readout_gate; None: no gate."""
+        if readout_gate is None:
+            return self.default_readout_gate
+        if self.default_readout_gate is None:
+            raise ValueError(
+                f"readout_gate weighs a continuous process's Bayes readout; {self.process} "
+                "diffusion has none"
+            )
+        if readout_gate == "off":
+            return None
+        if not math.isfinite(readout_gate):
+            raise ValueError(f"readout_gate must be a finite number or 'off', got {readout_gate}")
+        return float(readout_gate)
 
     def _draw(
         self,
@@ -334,6 +356,7 @@ class DiffusionModel(nn.Module):
         sampler: str,
         temperature: float,
         x0_temperature: float | None,
+        readout_gate: float | None,
     ) -> Tensor:
         raise NotImplementedError
 

@@ -25,6 +25,7 @@ class MaskedDiffusion(DiffusionModel):
     process = "masked"
     default_temperature = 1.0
     default_x0_temperature = None
+    default_readout_gate = None
 
     def _build_inputs(self) -> None:
         self.schedule = MaskingSchedule(self.diffusion_config.mask_schedule)
@@ -106,6 +107,7 @@ class MaskedDiffusion(DiffusionModel):
         sampler: str,
         temperature: float,
         x0_temperature: float | None,
+        readout_gate: float | None,
     ) -> Tensor:
         if sampler != "ancestral":
             raise ValueError(

@@ -35,6 +35,7 @@ class LCMD(DiffusionModel):
     # Each sampling step moves towards softmax(ℓ/0.5) E: MNIST FID 51 → 37 on the same model
     # (docs/experiments.md, "The x0 temperature").
     default_x0_temperature = 0.5
+    default_readout_gate = 1.0
 
     def _build_inputs(self) -> None:
         mc, dc = self.model_config, self.diffusion_config
@@ -57,13 +58,14 @@ class LCMD(DiffusionModel):
         labels: Tensor | None = None,
         self_cond: Tensor | None = None,
         dropped: Tensor | None = None,
+        sampling_gate: float | None = None,
     ) -> Tensor:
         """Logits[B, L, K] (float32) for latents z[B, L, D] at log-SNR λ[B] (λ[B, L] under a
         staggered schedule).
 
         The network sees z rescaled to unit variance (the learned mask vector at `dropped`
         positions); its logits are added to the Bayes readout of the forward process, which is
-        switched off where the latent was dropped.
+        switched off where the latent was dropped and weighed by `readout_gate`.
         """
         table = self.embedding.weight
         z = z.to(table.dtype)
@@ -84,23 +86,31 @@ class LCMD(DiffusionModel):
                     sigma.float(),
                     keep,
                     base=logits,
-                    gate=self.readout_gate(log_snr),
+                    gate=self.readout_gate(log_snr, sampling_gate),
                 )
         return logits
 
-    def readout_gate(self, log_snr: Tensor) -> Tensor | None:
-        """The Bayes readout's weight σ(λ_eff − c) at log-SNR λ (None: weight 1 everywhere).
+    def readout_gate(self, log_snr: Tensor, sampling_gate: float | None = None) -> Tensor | None:
+        """The Bayes readout's weight at log-SNR λ (None: weight 1 everywhere): σ(λ_eff − c) for
+        each centre c of `model.output_prior_logsnr` and, while sampling, `sampling_gate`.
 
         λ_eff = λ + log mean_k ‖E_k‖² is the log-SNR of a token's own row: the readout's logit
-        gaps are e^λ_eff up to O(1) factors, whatever the table's scale. c is
-        `model.output_prior_logsnr`. Below c the local evidence is noisy and the network predicts
-        alone; above it the readout takes over and is exact at the clean end.
+        gaps are e^λ_eff up to O(1) factors, whatever the table's scale. Below c the local
+        evidence is noisy and the network predicts alone; above it the readout takes over and is
+        exact at the clean end. Trained with the readout at full weight, the network's logits
+        are what the context says of a token beyond its own latent; a sampling gate lets that
+        context decide more at mid noise, so every position keeps to one mode.
         """
-        centre = self.model_config.output_prior_logsnr
-        if centre is None:
+        trained = self.model_config.output_prior_logsnr
+        centres = [c for c in (trained, sampling_gate) if c is not None]
+        if not centres:
             return None
         row_norm2 = self.embedding.weight.detach().float().pow(2).sum(-1).mean()
-        return torch.sigmoid(log_snr.float() + row_norm2.log() - centre)
+        lam_eff = log_snr.float() + row_norm2.log()
+        weight = torch.sigmoid(lam_eff - centres[0])
+        for centre in centres[1:]:
+            weight = weight * torch.sigmoid(lam_eff - centre)
+        return weight
 
     # ---------------------------------------------------------------------------------- loss
     def token_times(self, t: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -292,6 +302,7 @@ class LCMD(DiffusionModel):
         sampler: str,
         temperature: float,
         x0_temperature: float,
+        readout_gate: float | None,
     ) -> Tensor:
         runner = Sampler(
             self.schedule,
@@ -303,7 +314,7 @@ class LCMD(DiffusionModel):
             x0_temperature=x0_temperature,  # resolved by `sample`
         )
         return runner.sample(
-            lambda z, lam, lab, sc: self.denoise(z, lam, lab, sc),
+            lambda z, lam, lab, sc: self.denoise(z, lam, lab, sc, sampling_gate=readout_gate),
             self.embedding.weight,
             num_samples,
             self.seq_len,

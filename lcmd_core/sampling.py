@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import save_file
@@ -41,6 +41,7 @@ class SampleSettings:
     guidance: float  # 1.0 for an unconditional run, whatever was asked
     temperature: float
     x0_temperature: float | None  # continuous: each step's clean-estimate sharpness; masked None
+    readout_gate: float | Literal["off"] | None  # continuous: the sampling gate; masked None
     seed: int
     ema: bool
 
@@ -56,6 +57,7 @@ class SampleSettings:
         guidance: float | None = None,
         temperature: float | None = None,
         x0_temperature: float | None = None,
+        readout_gate: float | Literal["off"] | None = None,
         seed: int = 0,
         use_ema: bool | None = None,
     ) -> SampleSettings:
@@ -73,6 +75,16 @@ class SampleSettings:
                 f"x0_temperature {x0_temperature} is for diffusion.process=continuous; this run "
                 f"is {model.process}, which draws tokens (--temperature)"
             )
+        readout_gate = _or(readout_gate, config.readout_gate)
+        if readout_gate is not None and model.default_readout_gate is None:
+            raise RunError(
+                f"readout_gate {readout_gate} is for diffusion.process=continuous; this run is "
+                f"{model.process}, which has no Bayes readout to weigh"
+            )
+        try:
+            model.sampling_gate(readout_gate)
+        except ValueError as err:
+            raise RunError(str(err)) from None
         return cls(
             n=n or config.num_samples,
             steps=steps or config.steps,
@@ -80,6 +92,7 @@ class SampleSettings:
             guidance=1.0 if not model.num_classes else _or(guidance, config.guidance),
             temperature=model.default_temperature if temperature is None else temperature,
             x0_temperature=_or(x0_temperature, model.default_x0_temperature),
+            readout_gate=_or(readout_gate, model.default_readout_gate),
             seed=seed,
             ema=_or(use_ema, config.use_ema),
         )
@@ -155,6 +168,7 @@ class Run:
         seed: int = 0,
         temperature: float | None = None,
         x0_temperature: float | None = None,
+        readout_gate: float | Literal["off"] | None = None,
         use_ema: bool | None = None,
         known: torch.Tensor | None = None,
         prompts: Sequence[str] | None = None,
@@ -186,6 +200,7 @@ class Run:
             guidance=guidance,
             temperature=temperature,
             x0_temperature=x0_temperature,
+            readout_gate=readout_gate,
             seed=seed,
             use_ema=use_ema,
         )
@@ -223,6 +238,7 @@ class Run:
                 sampler=settings.sampler,
                 temperature=settings.temperature,
                 x0_temperature=settings.x0_temperature,
+                readout_gate=settings.readout_gate,
             )
             .cpu()
         )
@@ -253,6 +269,7 @@ class Run:
         steps: int | None = None,
         guidance: float | None = None,
         x0_temperature: float | None = None,
+        readout_gate: float | Literal["off"] | None = None,
         task: str = "generate",
         hide: float = 0.5,
     ) -> dict[str, Any]:
@@ -270,6 +287,7 @@ class Run:
             steps=steps,
             guidance=guidance,
             x0_temperature=x0_temperature,
+            readout_gate=readout_gate,
             seed=seed,
             use_ema=use_ema,
         )

@@ -126,6 +126,11 @@ def test_prepare_train_sample_eval_end_to_end(trained: dict, tmp_path: Path, mon
     code, _, _ = lcmd("eval", run, "--n-samples", 2, "--steps", 3, "--guidance", 1.5, "--json")
     protocol = json.loads((run / "metrics.json").read_text())["protocol"]
     assert code == 0 and (protocol["steps"], protocol["guidance"]) == (3, 1.5)
+    assert protocol["readout_gate"] == 1.0  # LCMD's default
+    for gate, recorded in (("off", "off"), ("-2.5", -2.5)):
+        code, _, _ = lcmd("eval", run, "--n-samples", 2, "--steps", 3, "--readout-gate", gate)
+        protocol = json.loads((run / "metrics.json").read_text())["protocol"]
+        assert code == 0 and protocol["readout_gate"] == recorded
 
 
 def test_label_by_index_matches_label_by_name(trained: dict, tmp_path: Path) -> None:
@@ -234,6 +239,8 @@ def test_data_root_defaults_to_environment(monkeypatch, tmp_path: Path) -> None:
         (["prepare", "--plugin", "example", "--data-root", "/no/such/dir"], "/no/such/dir"),
         (["sample", "run", "--sampler", "euler"], "argument --sampler: invalid choice"),
         (["sample", "run", "--guidance", "-1"], "expected a number >= 0"),
+        (["sample", "run", "--readout-gate", "of"], "expected a number or 'off', got 'of'"),
+        (["eval", "run", "--readout-gate", "inf"], "expected a number or 'off', got 'inf'"),
         (["eval", "run", "--n-samples", "many"], "expected a positive integer, got 'many'"),
         (["eval", "run", "--steps", "0"], "expected a positive integer, got '0'"),
     ],

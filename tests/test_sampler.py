@@ -66,9 +66,9 @@ def test_guidance_one_equals_conditional_model():
     sched_calls = []
     orig = model.denoise
 
-    def spy(z, lam, lab, sc=None, dropped=None):
+    def spy(z, lam, lab, sc=None, dropped=None, sampling_gate=None):
         sched_calls.append(lab)
-        return orig(z, lam, lab, sc, dropped)
+        return orig(z, lam, lab, sc, dropped, sampling_gate)
 
     model.denoise = spy
     b = model.sample(3, steps=6, labels=labels, guidance=1.0, seed=3)

@@ -37,6 +37,7 @@ def test_defaults_come_from_the_config_and_the_process():
         "guidance": 1.0,
         "temperature": 0.0,
         "x0_temperature": 0.5,
+        "readout_gate": 1.0,
         "seed": 0,
         "ema": True,
     }
@@ -51,6 +52,21 @@ def test_masked_run_refuses_an_x0_temperature_in_one_line():
         SampleSettings.resolve(SampleConfig(), tiny(MaskedDiffusion), x0_temperature=0.5)
     with pytest.raises(ValueError, match="masked diffusion draws tokens"):
         tiny(MaskedDiffusion).sample(2, steps=2, x0_temperature=0.5)
+
+
+def test_the_readout_gate_resolves_from_the_call_the_config_and_the_process():
+    assert SampleSettings.resolve(SampleConfig(), tiny()).readout_gate == 1.0  # LCMD's default
+    off = SampleSettings.resolve(SampleConfig(readout_gate="off"), tiny())
+    assert off.readout_gate == "off"
+    call = SampleSettings.resolve(SampleConfig(readout_gate="off"), tiny(), readout_gate=-2.0)
+    assert call.readout_gate == -2.0
+    assert SampleSettings.resolve(SampleConfig(), tiny(MaskedDiffusion)).readout_gate is None
+    with pytest.raises(RunError, match=r"readout_gate 1\.0 is for diffusion\.process=continuous"):
+        SampleSettings.resolve(SampleConfig(), tiny(MaskedDiffusion), readout_gate=1.0)
+    with pytest.raises(RunError, match="finite number or 'off'"):
+        SampleSettings.resolve(SampleConfig(), tiny(), readout_gate=float("inf"))
+    with pytest.raises(ValueError, match="masked diffusion has none"):
+        tiny(MaskedDiffusion).sample(2, steps=2, readout_gate="off")
 
 
 def test_masked_run_refuses_ddim_in_one_line():
