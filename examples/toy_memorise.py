@@ -1,7 +1,7 @@
 """How fast LCMD memorises four sequences, as a new user would train it, per set of options.
 
     python examples/toy_memorise.py [--steps 400] [--seeds 0 1] [--json OUT] [--probe]
-        [--x0-temperature T ...]
+        [--x0-temperature T ...] [--readout-gate C|off ...]
 
 The toy: 4 fixed random sequences of 16 tokens over 16 symbols, the `tiny` network at width 64
 × 2 layers (D = 16), batch 32, AdamW lr 2e-3 on every parameter, no EMA. The score is the share
@@ -112,10 +112,18 @@ def match(
     seed: int,
     sampler: str = "ancestral",
     x0_temperature: float | None = None,
+    readout_gate: float | str | None = None,
 ) -> float:
     """Share of 64 samples (50 steps) that reproduce a training sequence exactly (x0
-    temperature: the model's default when None)."""
-    samples = model.sample(64, steps=50, seed=seed, sampler=sampler, x0_temperature=x0_temperature)
+    temperature and sampling gate: the model's defaults when None)."""
+    samples = model.sample(
+        64,
+        steps=50,
+        seed=seed,
+        sampler=sampler,
+        x0_temperature=x0_temperature,
+        readout_gate=readout_gate,
+    )
     return float((samples[:, None, :] == data[None]).all(-1).any(-1).float().mean())
 
 
@@ -162,6 +170,13 @@ def main() -> None:
         default=[],
         help="also score each trained model's samples at these x0 temperatures",
     )
+    parser.add_argument(
+        "--readout-gate",
+        type=lambda text: text if text == "off" else float(text),
+        nargs="+",
+        default=[],
+        help="also score each trained model's samples with these sampling gates (or off)",
+    )
     args = parser.parse_args()
     records = []
     print(f"| options | match after {args.steps} steps | per seed | seconds |\n|---|---|---|---|")
@@ -182,6 +197,13 @@ def main() -> None:
             ]
             print(table_row(f"{name}, x0 T {temperature:g}", scores), flush=True)
             record.setdefault("match_by_x0_temperature", {})[temperature] = scores
+        for gate in args.readout_gate:
+            scores = [
+                match(m.eval(), d, seed, readout_gate=gate)
+                for seed, (m, d, _) in zip(args.seeds, fitted, strict=True)
+            ]
+            print(table_row(f"{name}, sampling gate {gate}", scores), flush=True)
+            record.setdefault("match_by_readout_gate", {})[gate] = scores
         records.append(record)
     if args.json:
         args.json.write_text(json.dumps(records, indent=1) + "\n")
