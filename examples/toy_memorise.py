@@ -190,20 +190,16 @@ def main() -> None:
         final = [run[args.steps] for run in runs]
         print(table_row(name, final, f"{time.perf_counter() - start:.0f}"), flush=True)
         record = {"variant": name, "options": VARIANTS[name], "match": runs}
-        for temperature in args.x0_temperature:
+        # Each trained model sampled again at every asked x0 temperature and sampling gate.
+        rescored = [("x0_temperature", t, f"x0 T {t:g}") for t in args.x0_temperature]
+        rescored += [("readout_gate", g, f"sampling gate {g}") for g in args.readout_gate]
+        for option, value, label in rescored:
             scores = [
-                match(m.eval(), d, seed, x0_temperature=temperature)
+                match(m.eval(), d, seed, **{option: value})
                 for seed, (m, d, _) in zip(args.seeds, fitted, strict=True)
             ]
-            print(table_row(f"{name}, x0 T {temperature:g}", scores), flush=True)
-            record.setdefault("match_by_x0_temperature", {})[temperature] = scores
-        for gate in args.readout_gate:
-            scores = [
-                match(m.eval(), d, seed, readout_gate=gate)
-                for seed, (m, d, _) in zip(args.seeds, fitted, strict=True)
-            ]
-            print(table_row(f"{name}, sampling gate {gate}", scores), flush=True)
-            record.setdefault("match_by_readout_gate", {})[gate] = scores
+            print(table_row(f"{name}, {label}", scores), flush=True)
+            record.setdefault(f"match_by_{option}", {})[value] = scores
         records.append(record)
     if args.json:
         args.json.write_text(json.dumps(records, indent=1) + "\n")
